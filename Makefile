@@ -1,0 +1,57 @@
+# ninelives — every target does its own set-up, so a fresh clone needs only `make run`
+# or `make test`.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+JARS := .cache/jars
+ROWS ?= 10000000
+export NINELIVES_JARS_DIR := $(CURDIR)/$(JARS)
+export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
+
+.PHONY: setup run test soak lint bench clean java
+
+setup: java $(BIN)/.installed $(JARS)/.resolved
+
+# One clear line instead of a JVM stack trace when Java is missing or too old.
+java:
+	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1); \
+	if [ -z "$$v" ] || [ "$$v" -lt 17 ]; then \
+	  echo "ninelives: Java 17 or newer is required (found: $${v:-none}); install openjdk-17-jdk and retry" >&2; exit 1; fi
+
+$(BIN)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+# Delta's JVM half. Spark's Ivy resolver trips over a ~/.m2 that holds a POM without
+# its jar (common on machines that ran Maven before), so Maven itself resolves the jars
+# into a project folder and the session passes them as spark.jars. Without this folder
+# the session falls back to configure_spark_with_delta_pip (plain internet access).
+$(JARS)/.resolved: conf/delta-jars.pom.xml
+	@command -v mvn >/dev/null || { echo "ninelives: Maven (mvn) is required by make setup to fetch the Delta jars" >&2; exit 1; }
+	@mkdir -p $(JARS)
+	mvn -q -f conf/delta-jars.pom.xml dependency:copy-dependencies \
+	  -DoutputDirectory=$(CURDIR)/$(JARS) -DincludeScope=runtime \
+	  -DexcludeGroupIds=org.scala-lang,org.slf4j,org.apache.logging.log4j,org.apache.hadoop
+	@touch $@
+
+run: setup
+	$(BIN)/ninelives seed --if-absent
+	$(BIN)/ninelives run orders_daily --from 2024-01-01 --to 2024-01-07
+	$(BIN)/ninelives run revenue_daily --from 2024-01-01 --to 2024-01-07
+
+test: setup
+	$(BIN)/pytest -m "not soak"
+
+soak: setup
+	$(BIN)/pytest -m soak
+
+lint: setup
+	$(BIN)/ruff check framework jobs tests
+	$(BIN)/ruff format --check framework jobs tests
+	$(BIN)/mypy
+
+clean:
+	rm -rf lakehouse spark-warehouse metastore_db derby.log .pytest_cache

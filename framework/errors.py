@@ -1,0 +1,59 @@
+"""Named exceptions. Each message names the job, the partition and the fix.
+
+``exit_code`` is what the CLI returns when the error reaches it: 2 for a usage or
+configuration error, 3 when another runner holds the job, 1 for a failed partition.
+"""
+
+from __future__ import annotations
+
+
+class NinelivesError(Exception):
+    """Base of every error the framework raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(NinelivesError, ValueError):
+    """A configuration file or value is wrong."""
+
+    exit_code = 2
+
+
+class UsageError(NinelivesError, ValueError):
+    """A command-line argument or API argument is wrong (bad date, unknown job...)."""
+
+    exit_code = 2
+
+
+class InvalidNameError(UsageError):
+    """A table or column name contains characters that are not allowed."""
+
+
+class LeaseHeldError(NinelivesError):
+    """Another live runner holds the partition."""
+
+    exit_code = 3
+
+
+class PartitionError(NinelivesError):
+    """Processing one partition failed; the ledger records it as ``failed``."""
+
+
+class SourceMissingError(PartitionError):
+    """The source has no data at all for the partition."""
+
+
+class SchemaMismatchError(PartitionError):
+    """The source or the transform output does not match what the job declares."""
+
+
+class KeyColumnTypeError(UsageError):
+    """A key column has a type that has no canonical encoding."""
+
+
+class FencedError(PartitionError):
+    """Delta skipped our commit: a newer attempt of the partition committed first."""
+
+
+class AccountingError(PartitionError):
+    """read != written + rejected + duplicates: a record would be lost."""
