@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 JARS := .cache/jars
 ROWS ?= 10000000
 export NINELIVES_JARS_DIR := $(CURDIR)/$(JARS)
+export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
 
 .PHONY: setup run test soak lint bench clean java

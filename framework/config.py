@@ -71,9 +71,7 @@ class Config:
     """The file this config came from, for error messages."""
 
     def with_lakehouse_root(self, root: str) -> Config:
-        return dataclasses.replace(
-            self, lakehouse=dataclasses.replace(self.lakehouse, root=root)
-        )
+        return dataclasses.replace(self, lakehouse=dataclasses.replace(self.lakehouse, root=root))
 
 
 _SECTIONS: dict[str, type] = {
@@ -93,9 +91,7 @@ def _build_section(cls: type, values: Mapping[str, Any], section: str, source: s
                 f"expected one of: {', '.join(sorted(fields))}"
             )
         default = fields[key].default
-        expected: type = (
-            dict if default is dataclasses.MISSING else type(default)
-        )
+        expected: type = dict if default is dataclasses.MISSING else type(default)
         if expected is bool and not isinstance(value, bool):
             raise ConfigError(f"config key '{section}.{key}' in {source} must be true or false")
         if expected is int and (isinstance(value, bool) or not isinstance(value, int)):
@@ -109,8 +105,9 @@ def _build_section(cls: type, values: Mapping[str, Any], section: str, source: s
                 raise ConfigError(
                     f"config key '{section}.{key}' in {source} must be a table of plain values"
                 )
-            value = {str(k): str(v).lower() if isinstance(v, bool) else str(v)
-                     for k, v in value.items()}
+            value = {
+                str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()
+            }
         kwargs[key] = value
     return cls(**kwargs)
 

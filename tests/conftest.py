@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,9 @@ from pyspark.sql import SparkSession
 
 from framework.config import Config, SparkConfig
 from framework.session import local_session_builder
+
+# Tests talk to nothing but this machine.
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 TEST_SPARK = SparkConfig(master="local[2]", app_name="ninelives-tests", shuffle_partitions=2)
 
@@ -32,3 +36,30 @@ def lakehouse(tmp_path: Path) -> Path:
 @pytest.fixture
 def config(lakehouse: Path) -> Config:
     return Config(spark=TEST_SPARK).with_lakehouse_root(str(lakehouse))
+
+
+SAMPLE_DAYS = 3
+SAMPLE_ROWS_PER_DAY = 100
+
+
+@pytest.fixture(scope="session")
+def sample_landing(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Seeded landing files for three days, shared read-only by the tests."""
+    from jobs.landing import seed_orders
+
+    root = tmp_path_factory.mktemp("sample") / "landing"
+    seed_orders(spark, str(root), days=SAMPLE_DAYS, rows_per_day=SAMPLE_ROWS_PER_DAY)
+    return root
+
+
+@pytest.fixture
+def sample_config(config: Config, sample_landing: Path, tmp_path: Path) -> Config:
+    """A lakehouse whose landing folder is a private copy of the sample landing data."""
+    import dataclasses
+    import shutil
+
+    landing = tmp_path / "landing"
+    shutil.copytree(sample_landing, landing)
+    return dataclasses.replace(
+        config, lakehouse=dataclasses.replace(config.lakehouse, landing=str(landing))
+    )

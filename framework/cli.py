@@ -1,0 +1,224 @@
+"""The ``ninelives`` command.
+
+Exit codes: 0 every requested partition is complete; 1 a partition failed; 2 a usage or
+configuration error; 3 another runner holds the job. Every error is one readable line
+on stderr (``NINELIVES_DEBUG=1`` adds the traceback).
+
+Example::
+
+    ninelives seed --days 7
+    ninelives run orders_daily --from 2024-01-01 --to 2024-01-07
+    ninelives status orders_daily --lakehouse /data/lake
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from rich.console import Console
+
+from framework.config import Config, load_config
+from framework.errors import NinelivesError, UsageError
+from framework.ledger import Ledger
+from framework.registry import get_job
+from framework.report import date_range, print_run_summary, print_status
+from framework.runner import RunRequest, run_job
+from framework.tables import Lakehouse
+
+MAX_DATES = 3660  # ten years of daily partitions in one request
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, not the whole usage block: the message says what is wrong.
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def parse_date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid date {text!r}: expected YYYY-MM-DD") from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # --lakehouse and --conf are accepted before and after the subcommand's arguments;
+    # SUPPRESS keeps a value given in one place from being reset by the other.
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--lakehouse",
+        default=argparse.SUPPRESS,
+        help="lakehouse root (env NINELIVES_LAKEHOUSE, default ./lakehouse)",
+    )
+    common.add_argument(
+        "--conf",
+        default=argparse.SUPPRESS,
+        help="TOML config file (env NINELIVES_CONF; default: built-in, as conf/local.toml)",
+    )
+    parser = _Parser(prog="ninelives", parents=[common], description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    seed = commands.add_parser("seed", parents=[common], help="write sample landing data")
+    seed.add_argument("--days", type=_positive, default=7)
+    seed.add_argument("--rows-per-day", type=_positive, default=1000)
+    seed.add_argument("--seed", type=int, default=42)
+    seed.add_argument("--if-absent", action="store_true", help="do nothing if data exists")
+
+    def add_dates(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--date", type=parse_date, help="one partition, YYYY-MM-DD")
+        p.add_argument("--from", dest="start", type=parse_date, help="first partition")
+        p.add_argument("--to", dest="end", type=parse_date, help="last partition")
+
+    run = commands.add_parser("run", parents=[common], help="process missing/failed partitions")
+    run.add_argument("job")
+    add_dates(run)
+    run.add_argument("--force", action="store_true", help="reprocess complete partitions too")
+    run.add_argument("--dry-run", action="store_true", help="print the plan, process nothing")
+    run.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
+
+    status = commands.add_parser("status", parents=[common], help="show partition states")
+    status.add_argument("job")
+    add_dates(status)
+    return parser
+
+
+def requested_dates(args: argparse.Namespace, *, required: bool) -> list[dt.date] | None:
+    if args.date and (args.start or args.end):
+        raise UsageError("give either --date or --from/--to, not both")
+    if args.date:
+        return [args.date]
+    if bool(args.start) != bool(args.end):
+        raise UsageError("--from and --to go together")
+    if not args.start:
+        if required:
+            raise UsageError("give --date D or --from D --to D")
+        return None
+    if args.start > args.end:
+        raise UsageError(f"--from {args.start} is after --to {args.end}")
+    dates = date_range(args.start, args.end)
+    if len(dates) > MAX_DATES:
+        raise UsageError(f"{len(dates)} dates requested; at most {MAX_DATES} per run")
+    return dates
+
+
+def _config(args: argparse.Namespace) -> Config:
+    conf = getattr(args, "conf", None) or os.environ.get("NINELIVES_CONF") or None
+    lakehouse = getattr(args, "lakehouse", None) or os.environ.get("NINELIVES_LAKEHOUSE")
+    return load_config(conf, lakehouse=lakehouse)
+
+
+def _cli_options(args: argparse.Namespace) -> str:
+    """The options to repeat in a printed command so that it acts on the same lakehouse."""
+    parts = []
+    for name in ("lakehouse", "conf"):
+        value = getattr(args, name, None)
+        if value:
+            parts.append(f" --{name} {shlex.quote(value)}")
+    return "".join(parts)
+
+
+def _cmd_seed(args: argparse.Namespace, config: Config, console: Console) -> int:
+    from jobs.landing import seed_orders  # the sample data belongs to the example jobs
+
+    lakehouse = Lakehouse(config.lakehouse)
+    root = lakehouse.landing_path()
+    if args.if_absent and os.path.isdir(lakehouse.landing_path("orders")):
+        console.print(f"sample landing data already present under {root}")
+        return 0
+    from framework.session import get_or_create_session
+
+    spark = get_or_create_session(config)
+    seeded = seed_orders(
+        spark, root, days=args.days, rows_per_day=args.rows_per_day, seed=args.seed
+    )
+    console.print(
+        f"seeded {seeded.lines_written:,} lines ({seeded.duplicate_lines:,} re-delivered, "
+        f"{seeded.malformed_lines:,} malformed) over {seeded.days} days under {seeded.path}"
+    )
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace, config: Config, console: Console) -> int:
+    job = get_job(args.job)
+    dates = requested_dates(args, required=True)
+    assert dates is not None
+    from framework.session import get_or_create_session
+
+    spark = get_or_create_session(config)
+    request = RunRequest.for_dates(
+        dates,
+        force=args.force,
+        dry_run=args.dry_run,
+        fail_fast=args.fail_fast or config.run.fail_fast,
+    )
+    report = run_job(spark, Lakehouse(config.lakehouse), job, request)
+    if args.dry_run:
+        to_run = ", ".join(map(str, report.plan.to_run)) or "nothing"
+        console.print(
+            f"{job.name} plan: would process {to_run}; "
+            f"{len(report.plan.skipped)} complete partition(s) skipped"
+        )
+        return 0
+    print_run_summary(report, console, _cli_options(args))
+    return report.exit_code
+
+
+def _cmd_status(args: argparse.Namespace, config: Config, console: Console) -> int:
+    job = get_job(args.job)
+    dates = requested_dates(args, required=False)
+    from framework.session import get_or_create_session
+
+    spark = get_or_create_session(config)
+    lakehouse = Lakehouse(config.lakehouse)
+    states = Ledger(spark, lakehouse.framework_table("ledger")).states(job.name)[job.name]
+    if dates is None:
+        dates = date_range(min(states), max(states)) if states else []
+    print_status(job.name, dates, states, console, _cli_options(args))
+    return 0
+
+
+COMMANDS = {"seed": _cmd_seed, "run": _cmd_run, "status": _cmd_status}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ninelives`` script and of ``jobs/*.py`` under spark-submit."""
+    args = build_parser().parse_args(argv)
+    console = Console(
+        highlight=False, soft_wrap=False, width=200 if not sys.stdout.isatty() else None
+    )
+    try:
+        config = _config(args)
+        return COMMANDS[args.command](args, config, console)
+    except NinelivesError as error:
+        print(f"ninelives: {error}", file=sys.stderr)
+        return error.exit_code
+    except Exception as error:
+        if os.environ.get("NINELIVES_DEBUG"):
+            raise
+        first = (str(error).strip().splitlines() or [""])[0]
+        print(
+            f"ninelives: internal error: {type(error).__name__}: {first} "
+            "(set NINELIVES_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""Named crash points for crash tests: ``NINELIVES_CRASH_AT=<point>[@<YYYY-MM-DD>]``.
+
+At the named point (optionally only for one partition) the process kills its whole
+process group with SIGKILL: driver, JVM and Python workers die at once, as in a real
+``kill -9``. The variable is read once at import, so an unset variable costs one
+``is None`` check per point.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+
+POINTS = (
+    "after_claim",
+    "after_read",
+    "after_target_commit",
+    "after_rejects_commit",
+    "before_complete",
+)
+
+_SPEC = os.environ.get("NINELIVES_CRASH_AT") or None
+
+
+def crash_point(name: str, partition: dt.date | None = None) -> None:
+    """Die here with SIGKILL if ``NINELIVES_CRASH_AT`` names this point."""
+    if _SPEC is None:
+        return
+    point, _, only = _SPEC.partition("@")
+    if point == name and (not only or (partition is not None and only == partition.isoformat())):
+        os.killpg(os.getpgid(0), signal.SIGKILL)

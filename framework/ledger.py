@@ -1,0 +1,196 @@
+"""The ledger: a Delta table with the state of every (job, partition).
+
+One ledger per lakehouse, at ``<lakehouse>/_ninelives/ledger`` (or
+``<catalog>._ninelives.ledger``): one table to query with SQL across all jobs, and the
+place where a job checks that the partitions it depends on are complete, in the same read.
+
+The ledger is an append-only log of state transitions. Each transition is one row and
+one blind-append commit: appends never conflict in Delta, so runners of different
+partitions and jobs never retry against each other, and the full history of every
+partition stays queryable. The state of a partition is its newest row, by
+``(attempt, seq)``::
+
+    SELECT * FROM delta.`lakehouse/_ninelives/ledger`
+    QUALIFY row_number() OVER (PARTITION BY job, partition ORDER BY attempt DESC, seq DESC) = 1
+
+Example::
+
+    ledger = Ledger(spark, lakehouse.framework_table("ledger"))
+    states = ledger.states("orders_daily")      # {date: PartitionState}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    DateType,
+    IntegerType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from framework.tables import TableRef
+
+PENDING, RUNNING, COMPLETE, FAILED = "pending", "running", "complete", "failed"
+STATES = (PENDING, RUNNING, COMPLETE, FAILED)
+
+# Order of transitions within one attempt: running, then complete or failed.
+_SEQ = {PENDING: 0, RUNNING: 1, COMPLETE: 2, FAILED: 2}
+
+COUNT_FIELDS = (
+    "rows_read",
+    "rows_written",
+    "rows_inserted",
+    "rows_updated",
+    "rows_deleted",
+    "rows_unchanged",
+    "rows_duplicate",
+    "rows_rejected",
+)
+
+LEDGER_SCHEMA = StructType(
+    [
+        StructField("job", StringType(), False),
+        StructField("partition", DateType(), False),
+        StructField("attempt", IntegerType(), False),
+        StructField("seq", IntegerType(), False),
+        StructField("state", StringType(), False),
+        StructField("run_id", StringType(), False),
+        StructField("host", StringType(), True),
+        StructField("pid", IntegerType(), True),
+        *(StructField(name, LongType(), True) for name in COUNT_FIELDS),
+        StructField("target_version", LongType(), True),
+        StructField("error_class", StringType(), True),
+        StructField("error_message", StringType(), True),
+        StructField("started_at", TimestampType(), True),
+        StructField("finished_at", TimestampType(), True),
+        StructField("recorded_at", TimestampType(), False),
+    ]
+)
+
+ERROR_MESSAGE_LIMIT = 4000
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+@dataclass(frozen=True)
+class PartitionState:
+    """One row of the ledger: one state of one attempt at one partition."""
+
+    job: str
+    partition: dt.date
+    attempt: int
+    state: str
+    run_id: str
+    host: str | None = None
+    pid: int | None = None
+    rows_read: int | None = None
+    rows_written: int | None = None
+    rows_inserted: int | None = None
+    rows_updated: int | None = None
+    rows_deleted: int | None = None
+    rows_unchanged: int | None = None
+    rows_duplicate: int | None = None
+    rows_rejected: int | None = None
+    target_version: int | None = None
+    error_class: str | None = None
+    error_message: str | None = None
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    recorded_at: dt.datetime | None = None
+
+    @property
+    def seq(self) -> int:
+        return _SEQ[self.state]
+
+    def counts(self) -> dict[str, int | None]:
+        return {name: getattr(self, name) for name in COUNT_FIELDS}
+
+    def advance(self, state: str, **changes: object) -> PartitionState:
+        """The next state of the same attempt."""
+        return dataclasses.replace(self, state=state, recorded_at=None, **changes)  # type: ignore[arg-type]
+
+
+class Ledger:
+    """Reads and appends partition states. Every method is one Spark job at most."""
+
+    def __init__(self, spark: SparkSession, ref: TableRef) -> None:
+        self.spark = spark
+        self.ref = ref
+
+    def ensure(self) -> None:
+        """Create the ledger table if it does not exist yet."""
+        if self.ref.exists(self.spark):
+            return
+        (
+            self.ref.builder(self.spark)
+            .addColumns(LEDGER_SCHEMA)
+            .partitionedBy("job")
+            # Many one-row commits: compact them as they come, keep reads fast.
+            .property("delta.autoOptimize.autoCompact", "true")
+            .execute()
+        )
+
+    def frame(self) -> DataFrame:
+        """Every ledger row, for SQL-style queries."""
+        return self.ref.read(self.spark)
+
+    def latest_frame(self, jobs: Iterable[str]) -> DataFrame:
+        """The newest row of each (job, partition) of ``jobs``."""
+        newest = F.max_by(F.struct(*LEDGER_SCHEMA.fieldNames()), F.struct("attempt", "seq"))
+        return (
+            self.frame()
+            .where(F.col("job").isin(list(jobs)))
+            .groupBy("job", "partition")
+            .agg(newest.alias("row"))
+            .select("row.*")
+        )
+
+    def states(self, *jobs: str) -> dict[str, dict[dt.date, PartitionState]]:
+        """``{job: {partition: newest state}}`` for ``jobs``, in a single ledger read."""
+        result: dict[str, dict[dt.date, PartitionState]] = {job: {} for job in jobs}
+        if not self.ref.exists(self.spark):
+            return result
+        for row in self.latest_frame(jobs).collect():
+            values = row.asDict()
+            values.pop("seq")
+            state = PartitionState(**values)
+            result[state.job][state.partition] = state
+        return result
+
+    def record(self, states: PartitionState | Iterable[PartitionState]) -> None:
+        """Append states in one commit."""
+        items = [states] if isinstance(states, PartitionState) else list(states)
+        if not items:
+            return
+        self.ensure()
+        now = utcnow()
+        rows = [_to_row(s, now) for s in items]
+        df = self.spark.createDataFrame(rows, LEDGER_SCHEMA)
+        writer = df.write.format("delta").mode("append")
+        if self.ref.path is not None:
+            writer.save(self.ref.path)
+        else:
+            writer.saveAsTable(str(self.ref.full_name))
+
+
+def _to_row(state: PartitionState, now: dt.datetime) -> tuple[object, ...]:
+    values: Mapping[str, object] = {
+        **dataclasses.asdict(state),
+        "seq": state.seq,
+        "recorded_at": state.recorded_at or now,
+        "error_message": (state.error_message or None)
+        and str(state.error_message)[:ERROR_MESSAGE_LIMIT],
+    }
+    return tuple(values[name] for name in LEDGER_SCHEMA.fieldNames())

@@ -1,0 +1,103 @@
+"""Readers of one partition of a job's input.
+
+A source returns the partition's raw rows. Rows it could not parse carry their raw
+text in :data:`CORRUPT_COLUMN`; the runner sends those to quarantine with their parse
+error instead of dropping them. A source with nothing at all for the partition raises
+:class:`~framework.errors.SourceMissingError`, never "complete with 0 rows".
+
+Example::
+
+    JsonLinesSource("orders", schema=RAW_ORDER_SCHEMA, partition_column="order_date")
+    DeltaSource("silver.orders", partition_column="order_date")
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
+
+from framework.errors import SourceMissingError
+from framework.tables import Lakehouse, checked_identifier
+
+CORRUPT_COLUMN = "_corrupt_record"
+
+
+class Source(Protocol):
+    """What the runner needs of a source."""
+
+    def read(self, spark: SparkSession, lakehouse: Lakehouse, partition: dt.date) -> DataFrame:
+        """The rows of ``partition``; raise SourceMissingError when there are none."""
+        ...
+
+    def describe(self, lakehouse: Lakehouse) -> str:
+        """Where the source lives, for messages."""
+        ...
+
+
+@dataclass(frozen=True)
+class JsonLinesSource:
+    """JSON-lines files under ``<landing>/<folder>/<partition_column>=<YYYY-MM-DD>/``.
+
+    Parsing is Spark's PERMISSIVE mode: a line that is not JSON or holds a value of the
+    wrong type comes back with all fields null and its text in ``_corrupt_record``.
+    """
+
+    folder: str
+    schema: StructType
+    partition_column: str
+
+    def __post_init__(self) -> None:
+        checked_identifier(self.partition_column, "partition column")
+
+    def partition_path(self, lakehouse: Lakehouse, partition: dt.date) -> str:
+        return lakehouse.landing_path(
+            self.folder, f"{self.partition_column}={partition.isoformat()}"
+        )
+
+    def describe(self, lakehouse: Lakehouse) -> str:
+        return lakehouse.landing_path(self.folder)
+
+    def read(self, spark: SparkSession, lakehouse: Lakehouse, partition: dt.date) -> DataFrame:
+        path = self.partition_path(lakehouse, partition)
+        folder = Path(path)
+        if not folder.is_dir() or not any(
+            f.is_file() and not f.name.startswith((".", "_")) for f in folder.iterdir()
+        ):
+            raise SourceMissingError(
+                f"no source files for {partition.isoformat()} under {self.describe(lakehouse)}"
+            )
+        schema = StructType([*self.schema.fields, StructField(CORRUPT_COLUMN, StringType())])
+        return (
+            spark.read.schema(schema)
+            .option("mode", "PERMISSIVE")
+            .option("columnNameOfCorruptRecord", CORRUPT_COLUMN)
+            .json(path)
+        )
+
+
+@dataclass(frozen=True)
+class DeltaSource:
+    """One partition of another Delta table of the lakehouse, e.g. a silver table."""
+
+    table: str
+    partition_column: str
+
+    def __post_init__(self) -> None:
+        checked_identifier(self.partition_column, "partition column")
+
+    def describe(self, lakehouse: Lakehouse) -> str:
+        return str(lakehouse.table(self.table))
+
+    def read(self, spark: SparkSession, lakehouse: Lakehouse, partition: dt.date) -> DataFrame:
+        ref = lakehouse.table(self.table)
+        if not ref.exists(spark):
+            raise SourceMissingError(
+                f"no source table for {partition.isoformat()}: {ref} does not exist"
+            )
+        return ref.read(spark).where(F.col(self.partition_column) == F.lit(partition))

@@ -1,0 +1,114 @@
+"""Where a logical table name lives, and safe identifiers.
+
+Jobs name tables logically, ``"silver.orders"``. A :class:`Lakehouse` turns that into a
+:class:`TableRef`: the Delta table at ``<root>/silver/orders`` on the embedded local
+lakehouse, or the Unity Catalog table ``<catalog>.silver.orders`` on Databricks. Names
+are checked against :data:`IDENTIFIER` and always back-quoted in SQL, so no name is ever
+interpolated into SQL unquoted.
+
+Example::
+
+    lake = Lakehouse(config.lakehouse)
+    orders = lake.table("silver.orders")
+    orders.read(spark).where("order_date = '2024-01-15'")
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from delta.tables import DeltaTable, DeltaTableBuilder
+from pyspark.sql import DataFrame, SparkSession
+
+from framework.config import LakehouseConfig
+from framework.errors import InvalidNameError
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+def checked_identifier(name: str, what: str = "name") -> str:
+    """Return ``name`` if it is a plain identifier, else raise :class:`InvalidNameError`."""
+    if not isinstance(name, str) or not IDENTIFIER.match(name):
+        raise InvalidNameError(
+            f"invalid {what} {name!r}: use letters, digits and underscores, "
+            "starting with a letter or underscore"
+        )
+    return name
+
+
+def quoted(name: str) -> str:
+    """Back-quote a checked identifier for SQL: ``order_date`` -> ```order_date```."""
+    return f"`{checked_identifier(name, 'column name')}`"
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """One Delta table, by path (local) or by catalog name (Unity Catalog)."""
+
+    schema: str
+    name: str
+    path: str | None = None
+    full_name: str | None = None
+
+    def __str__(self) -> str:
+        return self.full_name or str(self.path)
+
+    def exists(self, spark: SparkSession) -> bool:
+        if self.path is not None:
+            return DeltaTable.isDeltaTable(spark, self.path)
+        return spark.catalog.tableExists(str(self.full_name))
+
+    def delta(self, spark: SparkSession) -> DeltaTable:
+        if self.path is not None:
+            return DeltaTable.forPath(spark, self.path)
+        return DeltaTable.forName(spark, str(self.full_name))
+
+    def read(self, spark: SparkSession) -> DataFrame:
+        if self.path is not None:
+            return spark.read.format("delta").load(self.path)
+        return spark.read.table(str(self.full_name))
+
+    def builder(self, spark: SparkSession) -> DeltaTableBuilder:
+        """A ``createIfNotExists`` builder pointed at this table."""
+        builder = DeltaTable.createIfNotExists(spark)
+        if self.path is not None:
+            return builder.location(self.path)
+        return builder.tableName(str(self.full_name))
+
+
+class Lakehouse:
+    """Resolves logical names against one :class:`~framework.config.LakehouseConfig`."""
+
+    def __init__(self, config: LakehouseConfig) -> None:
+        self.config = config
+
+    @property
+    def is_catalog(self) -> bool:
+        return bool(self.config.catalog)
+
+    @property
+    def root(self) -> Path:
+        return Path(self.config.root).resolve()
+
+    def table(self, logical_name: str) -> TableRef:
+        """``"schema.table"`` -> :class:`TableRef`."""
+        parts = logical_name.split(".")
+        if len(parts) != 2:
+            raise InvalidNameError(f"invalid table name {logical_name!r}: expected 'schema.table'")
+        schema, name = (checked_identifier(p, "table name part") for p in parts)
+        if self.is_catalog:
+            catalog = checked_identifier(self.config.catalog, "catalog name")
+            return TableRef(schema, name, full_name=f"`{catalog}`.`{schema}`.`{name}`")
+        return TableRef(schema, name, path=str(self.root / schema / name))
+
+    def framework_table(self, name: str) -> TableRef:
+        """A table of the framework's own (ledger, quarantine) in its own schema."""
+        return self.table(f"{self.config.framework_schema}.{name}")
+
+    def landing_path(self, *parts: str) -> str:
+        """A folder under the landing root (absolute landing roots are used as is)."""
+        landing = Path(self.config.landing)
+        base = landing if landing.is_absolute() else self.root / landing
+        return str(base.joinpath(*parts))

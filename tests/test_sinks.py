@@ -1,0 +1,130 @@
+"""Both sinks are idempotent, tagged, and write exactly the new data of a partition."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import DateType, LongType, StringType, StructField, StructType
+
+from framework.config import Config
+from framework.errors import FencedError
+from framework.keys import with_key, with_row_hash
+from framework.sinks import (
+    PROCESSED_AT_COLUMN,
+    RUN_ID_COLUMN,
+    CommitTag,
+    MergeSink,
+    ReplaceSink,
+    find_commits,
+)
+from framework.tables import Lakehouse
+from tests.helpers import assert_same_rows
+
+D1, D2 = dt.date(2024, 1, 15), dt.date(2024, 1, 16)
+SCHEMA = StructType(
+    [
+        StructField("day", DateType()),
+        StructField("id", StringType()),
+        StructField("qty", LongType()),
+    ]
+)
+
+
+def prepared(spark: SparkSession, rows: list[tuple], run_id: str = "r") -> DataFrame:
+    return (
+        spark.createDataFrame(rows, SCHEMA)
+        .transform(with_key(["day", "id"]))
+        .transform(with_row_hash())
+        .withColumn(RUN_ID_COLUMN, F.lit(run_id))
+        .withColumn(PROCESSED_AT_COLUMN, F.current_timestamp())
+    )
+
+
+@pytest.fixture(params=[MergeSink("silver.t"), ReplaceSink("silver.t")], ids=["merge", "replace"])
+def sink(request: pytest.FixtureRequest) -> MergeSink | ReplaceSink:
+    return request.param
+
+
+def write(spark, config, sink, rows, day, attempt, run_id="r"):
+    ref = Lakehouse(config.lakehouse).table(sink.table)
+    tag = CommitTag("job", day, run_id, attempt)
+    return sink.write(spark, ref, prepared(spark, rows, run_id), "day", tag), ref
+
+
+def test_two_runs_leave_the_table_unchanged(spark, config: Config, sink) -> None:
+    rows = [(D1, "a", 1), (D1, "b", 2), (D2, "c", 3)]
+    write(spark, config, sink, [r for r in rows if r[0] == D1], D1, 1)
+    _, ref = write(spark, config, sink, [r for r in rows if r[0] == D2], D2, 1)
+    first = ref.read(spark).collect()
+    write(spark, config, sink, [r for r in rows if r[0] == D1], D1, 2, run_id="r2")
+    assert_same_rows(ref.read(spark), spark.createDataFrame(first))
+
+
+def test_changed_source_gives_exactly_the_new_data(spark, config: Config, sink) -> None:
+    write(spark, config, sink, [(D1, "a", 1), (D1, "b", 2), (D1, "gone", 9)], D1, 1)
+    write(spark, config, sink, [(D2, "other", 7)], D2, 1)
+    # b changes, gone vanishes from the partition, new appears; D2 is untouched.
+    _, ref = write(spark, config, sink, [(D1, "a", 1), (D1, "b", 20), (D1, "new", 5)], D1, 2)
+    expected = prepared(spark, [(D1, "a", 1), (D1, "b", 20), (D1, "new", 5), (D2, "other", 7)])
+    assert_same_rows(ref.read(spark), expected)
+
+
+def test_unchanged_merge_updates_nothing_and_adds_no_file(spark, config: Config) -> None:
+    rows = [(D1, "a", 1), (D1, "b", 2)]
+    first, _ = write(spark, config, MergeSink("silver.t"), rows, D1, 1)
+    assert first.operation == "MERGE" and first.metric("numTargetRowsInserted") == 2
+    commit, ref = write(spark, config, MergeSink("silver.t"), rows, D1, 2, run_id="again")
+    history = ref.delta(spark).history().orderBy("version").collect()
+    after_first = [h for h in history if h.version > first.version]
+    assert [h.version for h in after_first] == [commit.version]
+    assert commit.operation == "MERGE"
+    assert commit.metric("numTargetRowsUpdated") == 0
+    assert commit.metric("numTargetRowsInserted") == 0
+    assert commit.metric("numTargetFilesAdded") == 0
+    # The audit column keeps the run that last changed the row, not the last run.
+    assert {r[RUN_ID_COLUMN] for r in ref.read(spark).collect()} == {"r"}
+
+
+def test_changed_merge_reports_its_row_counts(spark, config: Config) -> None:
+    write(spark, config, MergeSink("silver.t"), [(D1, "a", 1), (D1, "b", 2), (D1, "c", 3)], D1, 1)
+    commit, _ = write(
+        spark, config, MergeSink("silver.t"), [(D1, "a", 1), (D1, "b", 5), (D1, "d", 4)], D1, 2
+    )
+    assert commit.operation == "MERGE"
+    assert (
+        commit.metric("numSourceRows"),
+        commit.metric("numTargetRowsInserted"),
+        commit.metric("numTargetRowsUpdated"),
+        commit.metric("numTargetRowsDeleted"),
+    ) == (3, 1, 1, 1)
+
+
+def test_commit_is_tagged_with_job_partition_run_and_attempt(spark, config, sink) -> None:
+    commit, ref = write(spark, config, sink, [(D1, "a", 1)], D1, 7, run_id="run-x")
+    assert commit.metadata == {
+        "job": "job",
+        "partition": "2024-01-15",
+        "run_id": "run-x",
+        "attempt": 7,
+    }
+    [found] = find_commits(spark, ref, "job", D1)
+    assert found.version == commit.version
+    log = ref.path + f"/_delta_log/{commit.version:020d}.json"
+    actions = [json.loads(line) for line in Path(log).read_text().splitlines()]
+    txn = [a["txn"] for a in actions if "txn" in a]
+    assert txn == [
+        {"appId": "ninelives:job:2024-01-15", "version": 7, "lastUpdated": txn[0]["lastUpdated"]}
+    ]
+
+
+def test_a_stale_attempt_is_fenced_off(spark, config: Config, sink) -> None:
+    write(spark, config, sink, [(D1, "a", 1)], D1, 5)
+    with pytest.raises(FencedError, match="newer attempt"):
+        write(spark, config, sink, [(D1, "a", 999)], D1, 4, run_id="zombie")
+    ref = Lakehouse(config.lakehouse).table(sink.table)
+    assert [r.qty for r in ref.read(spark).collect()] == [1]
