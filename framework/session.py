@@ -50,6 +50,10 @@ def local_session_builder(spark_config: SparkConfig) -> SparkSession.Builder:
     )
     for key, value in {**DELTA_CONFS, **LOCAL_CONFS, **spark_config.extra}.items():
         builder = builder.config(key, value)
+    log_config = Path(__file__).with_name("log4j2.properties")
+    builder = builder.config(
+        "spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={log_config.as_uri()}"
+    )
     jars = delta_jars(spark_config)
     if jars:
         return builder.config("spark.jars", ",".join(jars))

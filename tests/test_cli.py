@@ -25,30 +25,78 @@ def conf_file(sample_config: Config, tmp_path: Path) -> Path:
 def test_run_status_and_rerun(spark, sample_config, conf_file, capsys) -> None:
     lake = sample_config.lakehouse.root
     # --lakehouse/--conf before the subcommand ...
-    code = main(["--lakehouse", lake, "--conf", str(conf_file), "run", "orders_daily",
-                 "--from", "2024-01-01", "--to", "2024-01-02"])
+    code = main(
+        [
+            "--lakehouse",
+            lake,
+            "--conf",
+            str(conf_file),
+            "run",
+            "orders_daily",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-01-02",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "2 partition(s) planned, 2 complete, 0 failed" in out
 
     # ... and after its arguments.
-    assert main(["run", "orders_daily", "--date", "2024-01-02", "--lakehouse", lake,
-                 "--conf", str(conf_file)]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "orders_daily",
+                "--date",
+                "2024-01-02",
+                "--lakehouse",
+                lake,
+                "--conf",
+                str(conf_file),
+            ]
+        )
+        == 0
+    )
     assert "0 partition(s) planned" in capsys.readouterr().out
 
-    assert main(["status", "orders_daily", "--from", "2024-01-01", "--to", "2024-01-04",
-                 "--lakehouse", lake]) == 0
+    assert (
+        main(
+            [
+                "status",
+                "orders_daily",
+                "--from",
+                "2024-01-01",
+                "--to",
+                "2024-01-04",
+                "--lakehouse",
+                lake,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "2024-01-03" in out and "missing" in out
     assert out.rstrip().endswith(
-        f"To recover: ninelives run orders_daily --from 2024-01-03 --to 2024-01-04 --lakehouse {lake}"
+        "To recover: ninelives run orders_daily --from 2024-01-03 --to 2024-01-04"
+        f" --lakehouse {lake}"
     )
 
 
 def test_a_failed_partition_exits_1_and_names_the_fix(spark, sample_config, conf_file, capsys):
     shutil.rmtree(Path(sample_config.lakehouse.landing) / "orders" / "order_date=2024-01-03")
-    code = main(["run", "orders_daily", "--date", "2024-01-03", "--conf", str(conf_file),
-                 *lake_args(sample_config)])
+    code = main(
+        [
+            "run",
+            "orders_daily",
+            "--date",
+            "2024-01-03",
+            "--conf",
+            str(conf_file),
+            *lake_args(sample_config),
+        ]
+    )
     assert code == 1
     out = capsys.readouterr().out
     assert "SourceMissingError: no source files for 2024-01-03" in out
@@ -56,8 +104,18 @@ def test_a_failed_partition_exits_1_and_names_the_fix(spark, sample_config, conf
 
 
 def test_dry_run_plans_without_processing(spark, sample_config, conf_file, capsys) -> None:
-    code = main(["run", "orders_daily", "--date", "2024-01-01", "--dry-run",
-                 "--conf", str(conf_file), *lake_args(sample_config)])
+    code = main(
+        [
+            "run",
+            "orders_daily",
+            "--date",
+            "2024-01-01",
+            "--dry-run",
+            "--conf",
+            str(conf_file),
+            *lake_args(sample_config),
+        ]
+    )
     assert code == 0
     assert "would process 2024-01-01" in capsys.readouterr().out
     assert not (Path(sample_config.lakehouse.root) / "silver").exists()
@@ -67,8 +125,10 @@ def test_dry_run_plans_without_processing(spark, sample_config, conf_file, capsy
     ("argv", "message"),
     [
         (["run", "orders_daily", "--date", "2024-13-01"], "invalid date '2024-13-01'"),
-        (["run", "orders_daily", "--from", "2024-01-05", "--to", "2024-01-01"],
-         "--from 2024-01-05 is after --to 2024-01-01"),
+        (
+            ["run", "orders_daily", "--from", "2024-01-05", "--to", "2024-01-01"],
+            "--from 2024-01-05 is after --to 2024-01-01",
+        ),
         (["run", "orders_daily"], "give --date D or --from D --to D"),
         (["run", "no_such_job", "--date", "2024-01-01"], "unknown job 'no_such_job'"),
         (["status"], "the following arguments are required: job"),
