@@ -25,10 +25,11 @@ from rich.console import Console
 
 from framework.config import Config, load_config
 from framework.errors import NinelivesError, UsageError
+from framework.leases import held_message
 from framework.ledger import Ledger
 from framework.registry import get_job
 from framework.report import date_range, print_run_summary, print_status
-from framework.runner import RunRequest, run_job
+from framework.runner import RunRequest, reconcile, run_job
 from framework.tables import Lakehouse
 
 MAX_DATES = 3660  # ten years of daily partitions in one request
@@ -91,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="reprocess complete partitions too")
     run.add_argument("--dry-run", action="store_true", help="print the plan, process nothing")
     run.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
+    run.add_argument("--wait", action="store_true", help="wait for partitions another runner holds")
+
+    reconcile = commands.add_parser(
+        "reconcile", parents=[common], help="settle partitions whose runner died"
+    )
+    reconcile.add_argument("job")
 
     status = commands.add_parser("status", parents=[common], help="show partition states")
     status.add_argument("job")
@@ -166,6 +173,8 @@ def _cmd_run(args: argparse.Namespace, config: Config, console: Console) -> int:
         force=args.force,
         dry_run=args.dry_run,
         fail_fast=args.fail_fast or config.run.fail_fast,
+        wait=args.wait,
+        lease_seconds=config.run.lease_seconds,
     )
     report = run_job(spark, Lakehouse(config.lakehouse), job, request)
     if args.dry_run:
@@ -176,6 +185,8 @@ def _cmd_run(args: argparse.Namespace, config: Config, console: Console) -> int:
         )
         return 0
     print_run_summary(report, console, _cli_options(args))
+    for state in report.held.values():
+        print(f"ninelives: {held_message(job.name, state)}", file=sys.stderr)
     return report.exit_code
 
 
@@ -193,7 +204,31 @@ def _cmd_status(args: argparse.Namespace, config: Config, console: Console) -> i
     return 0
 
 
-COMMANDS = {"seed": _cmd_seed, "run": _cmd_run, "status": _cmd_status}
+def _cmd_reconcile(args: argparse.Namespace, config: Config, console: Console) -> int:
+    job = get_job(args.job)
+    from framework.session import get_or_create_session
+
+    fixed = reconcile(get_or_create_session(config), Lakehouse(config.lakehouse), job)
+    for before, after in fixed:
+        how = (
+            f"complete from target commit v{after.target_version} (nothing recomputed)"
+            if after.state == "complete"
+            else "failed: its writes did not all reach Delta; a rerun processes it"
+        )
+        console.print(
+            f"{job.name} {before.partition}: attempt {before.attempt} of run {before.run_id} "
+            f"was abandoned by pid {before.pid} on {before.host} -> {how}"
+        )
+    console.print(f"{job.name}: reconciled {len(fixed)} partition(s)")
+    return 0
+
+
+COMMANDS = {
+    "seed": _cmd_seed,
+    "run": _cmd_run,
+    "status": _cmd_status,
+    "reconcile": _cmd_reconcile,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

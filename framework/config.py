@@ -60,6 +60,8 @@ class SparkConfig:
 @dataclass(frozen=True)
 class RunConfig:
     fail_fast: bool = False
+    lease_seconds: int = 600
+    """How long a partition's lease lasts without renewal; renewed every third of it."""
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,8 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> C
     config = Config(**sections, source=source)
     if config.spark.shuffle_partitions < 1:
         raise ConfigError(f"config key 'spark.shuffle_partitions' in {source} must be >= 1")
+    if config.run.lease_seconds < 3:
+        raise ConfigError(f"config key 'run.lease_seconds' in {source} must be >= 3")
     return config
 
 

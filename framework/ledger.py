@@ -8,10 +8,17 @@ The ledger is an append-only log of state transitions. Each transition is one ro
 one blind-append commit: appends never conflict in Delta, so runners of different
 partitions and jobs never retry against each other, and the full history of every
 partition stays queryable. The state of a partition is its newest row, by
-``(attempt, seq)``::
+``(attempt, seq, recorded_at)``::
 
     SELECT * FROM delta.`lakehouse/_ninelives/ledger`
-    QUALIFY row_number() OVER (PARTITION BY job, partition ORDER BY attempt DESC, seq DESC) = 1
+        QUALIFY row_number() OVER (PARTITION BY job, partition
+                               ORDER BY attempt DESC, seq DESC, recorded_at DESC) = 1
+
+A ``running`` row is also the partition's lease: owner ``run_id``, ``host``, ``pid`` and
+``lease_expires_at``. Claims are a compare-and-swap (:meth:`Ledger.claim`): a MERGE
+that inserts the claim only if nothing was recorded for the partition since the
+claimant read it. Concurrent claims conflict in Delta (or wait on the local write lock),
+so exactly one of two runners gets each partition.
 
 Example::
 
@@ -38,6 +45,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from framework.locks import write_lock
 from framework.tables import TableRef
 
 PENDING, RUNNING, COMPLETE, FAILED = "pending", "running", "complete", "failed"
@@ -71,6 +79,7 @@ LEDGER_SCHEMA = StructType(
         StructField("target_version", LongType(), True),
         StructField("error_class", StringType(), True),
         StructField("error_message", StringType(), True),
+        StructField("lease_expires_at", TimestampType(), True),
         StructField("started_at", TimestampType(), True),
         StructField("finished_at", TimestampType(), True),
         StructField("recorded_at", TimestampType(), False),
@@ -106,6 +115,7 @@ class PartitionState:
     target_version: int | None = None
     error_class: str | None = None
     error_message: str | None = None
+    lease_expires_at: dt.datetime | None = None
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     recorded_at: dt.datetime | None = None
@@ -133,6 +143,10 @@ class Ledger:
         """Create the ledger table if it does not exist yet."""
         if self.ref.exists(self.spark):
             return
+        with write_lock(self.ref):
+            self._create()
+
+    def _create(self) -> None:
         (
             self.ref.builder(self.spark)
             .addColumns(LEDGER_SCHEMA)
@@ -148,7 +162,9 @@ class Ledger:
 
     def latest_frame(self, jobs: Iterable[str]) -> DataFrame:
         """The newest row of each (job, partition) of ``jobs``."""
-        newest = F.max_by(F.struct(*LEDGER_SCHEMA.fieldNames()), F.struct("attempt", "seq"))
+        newest = F.max_by(
+            F.struct(*LEDGER_SCHEMA.fieldNames()), F.struct("attempt", "seq", "recorded_at")
+        )
         return (
             self.frame()
             .where(F.col("job").isin(list(jobs)))
@@ -179,10 +195,77 @@ class Ledger:
         rows = [_to_row(s, now) for s in items]
         df = self.spark.createDataFrame(rows, LEDGER_SCHEMA)
         writer = df.write.format("delta").mode("append")
-        if self.ref.path is not None:
-            writer.save(self.ref.path)
-        else:
-            writer.saveAsTable(str(self.ref.full_name))
+        with write_lock(self.ref):
+            if self.ref.path is not None:
+                writer.save(self.ref.path)
+            else:
+                writer.saveAsTable(str(self.ref.full_name))
+
+    def claim(
+        self, claims: Mapping[dt.date, tuple[PartitionState, PartitionState | None]]
+    ) -> dict[dt.date, PartitionState]:
+        """Record ``running`` claims atomically; return the ones that were won.
+
+        ``claims`` maps a partition to (the running state to record, the newest state
+        the claimant read, or None). A claim is inserted only if the partition has no
+        row newer than that read, so a claim based on a stale read loses.
+        """
+        if not claims:
+            return {}
+        self.ensure()
+        now = utcnow()
+        rows = []
+        for new, seen in claims.values():
+            row = dict(zip(LEDGER_SCHEMA.fieldNames(), _to_row(new, now), strict=True))
+            row["_seen_attempt"] = seen.attempt if seen else None
+            row["_seen_seq"] = seen.seq if seen else None
+            row["_seen_at"] = seen.recorded_at if seen else None
+            rows.append(row)
+        schema = StructType(
+            [
+                *LEDGER_SCHEMA.fields,
+                StructField("_seen_attempt", IntegerType()),
+                StructField("_seen_seq", IntegerType()),
+                StructField("_seen_at", TimestampType()),
+            ]
+        )
+        source = self.spark.createDataFrame(
+            [tuple(r[name] for name in schema.fieldNames()) for r in rows], schema
+        )
+        c = F.col
+        newer = (
+            c("c._seen_attempt").isNull()
+            | (c("l.attempt") > c("c._seen_attempt"))
+            | ((c("l.attempt") == c("c._seen_attempt")) & (c("l.seq") > c("c._seen_seq")))
+            | (
+                (c("l.attempt") == c("c._seen_attempt"))
+                & (c("l.seq") == c("c._seen_seq"))
+                & (c("l.recorded_at") > c("c._seen_at"))
+            )
+        )
+        job = next(iter(claims.values()))[0].job
+        on = (
+            (c("l.job") == F.lit(job))
+            & (c("l.job") == c("c.job"))
+            & (c("l.partition") == c("c.partition"))
+            & newer
+        )
+        with write_lock(self.ref):
+            (
+                self.ref.delta(self.spark)
+                .alias("l")
+                .merge(source.alias("c"), on)
+                .whenNotMatchedInsert(
+                    values={name: c(f"c.{name}") for name in LEDGER_SCHEMA.fieldNames()}
+                )
+                .execute()
+            )
+        newest = self.states(job)[job]
+        return {
+            p: newest[p]
+            for p, (new, _) in claims.items()
+            if p in newest and newest[p].run_id == new.run_id and newest[p].attempt == new.attempt
+        }
 
 
 def _to_row(state: PartitionState, now: dt.datetime) -> tuple[object, ...]:

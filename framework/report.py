@@ -84,10 +84,13 @@ def recovery_command(job: str, bad: Sequence[dt.date], cli_options: str = "") ->
 
 def print_run_summary(report: RunReport, console: Console, cli_options: str = "") -> None:
     table = _table(f"{report.job} run {report.run_id}", extra=("seconds",))
+    for state in report.healed:
+        note = f"healed: target commit v{state.target_version} existed, nothing recomputed"
+        table.add_row(*_cells(state.partition, state), "0.0", note)
     for state in report.results:
         seconds = report.seconds.get(state.partition, 0.0)
         table.add_row(*_cells(state.partition, state), f"{seconds:.1f}", _error(state))
-    if report.results:
+    if report.results or report.healed:
         console.print(table)
     skipped = len(report.plan.skipped)
     failed = report.failed
@@ -95,6 +98,8 @@ def print_run_summary(report: RunReport, console: Console, cli_options: str = ""
         f"{report.job}: {len(report.plan.to_run)} partition(s) planned, "
         f"{len(report.results) - len(failed)} complete, {len(failed)} failed, "
         f"{skipped} skipped as already complete"
+        + (f", {len(report.healed)} healed from their Delta commits" if report.healed else "")
+        + (f", {len(report.held)} held by another runner" if report.held else "")
     )
     if report.incomplete:
         console.print(f"To recover: {recovery_command(report.job, report.incomplete, cli_options)}")

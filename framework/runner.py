@@ -19,13 +19,14 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -40,9 +41,10 @@ from framework.errors import (
 )
 from framework.job import Job
 from framework.keys import KEY_COLUMN, ROW_HASH_COLUMN, with_key, with_row_hash
+from framework.leases import LeaseRenewer, is_held, this_host
 from framework.ledger import COMPLETE, FAILED, RUNNING, Ledger, PartitionState, utcnow
 from framework.quarantine import as_quarantine_rows, quarantine_table, write_quarantine
-from framework.sinks import PROCESSED_AT_COLUMN, RUN_ID_COLUMN, CommitResult, CommitTag
+from framework.sinks import PROCESSED_AT_COLUMN, RUN_ID_COLUMN, CommitTag, find_commit, row_counts
 from framework.sources import CORRUPT_COLUMN
 from framework.tables import Lakehouse
 
@@ -63,9 +65,12 @@ class RunRequest:
     force: bool = False
     dry_run: bool = False
     fail_fast: bool = False
+    wait: bool = False
+    lease_seconds: float = 600.0
+    wait_poll_seconds: float = 5.0
 
     @classmethod
-    def for_dates(cls, dates: Iterable[dt.date], **options: bool) -> RunRequest:
+    def for_dates(cls, dates: Iterable[dt.date], **options: Any) -> RunRequest:
         return cls(tuple(sorted(set(dates))), **options)
 
 
@@ -102,6 +107,10 @@ class RunReport:
     results: list[PartitionState] = field(default_factory=list)
     seconds: dict[dt.date, float] = field(default_factory=dict)
     states: dict[dt.date, PartitionState] = field(default_factory=dict)
+    healed: list[PartitionState] = field(default_factory=list)
+    """Abandoned attempts marked complete from their Delta commits, without recomputing."""
+    held: dict[dt.date, PartitionState] = field(default_factory=dict)
+    """Partitions another live runner holds; this run left them alone."""
 
     @property
     def failed(self) -> list[PartitionState]:
@@ -109,7 +118,7 @@ class RunReport:
 
     @property
     def final_states(self) -> dict[dt.date, PartitionState]:
-        return {**self.states, **{r.partition: r for r in self.results}}
+        return {**self.states, **{r.partition: r for r in [*self.healed, *self.results]}}
 
     @property
     def incomplete(self) -> list[dt.date]:
@@ -121,7 +130,11 @@ class RunReport:
 
     @property
     def exit_code(self) -> int:
-        """0 when every requested partition is complete now, else 1."""
+        """0: all requested complete; 1: a partition failed; 3: another runner holds one."""
+        if self.failed:
+            return 1
+        if self.held:
+            return 3
         return 1 if self.incomplete else 0
 
 
@@ -191,7 +204,6 @@ def process_partition(
 ) -> PartitionState:
     """Do one attempt at one partition; return its ``complete`` state. Raises on failure."""
     partition = running.partition
-    tag = CommitTag(job.name, partition, running.run_id, running.attempt)
     raw = job.source.read(spark, lakehouse, partition)
     cached: list[DataFrame] = []
     try:
@@ -212,6 +224,22 @@ def process_partition(
                 f"source has no rows for {partition} in {job.source.describe(lakehouse)}; "
                 "declare allow_empty=True on the job if empty partitions are expected"
             )
+        # Rewrite the quarantine when there are rejects, or to clear an earlier attempt's.
+        write_rejects = counts.rejected > 0 or (
+            previous is not None and previous.rows_rejected != 0
+        )
+        tag = CommitTag(
+            job.name,
+            partition,
+            running.run_id,
+            running.attempt,
+            counts={
+                "rows_read": counts.read,
+                "rows_rejected": counts.rejected,
+                "rows_duplicate": counts.duplicate,
+                "quarantine": int(write_rejects),
+            },
+        )
 
         accepted = (
             staged.where(F.col(REJECT_COLUMN).isNull() & (F.col(RANK_COLUMN) == 1))
@@ -223,7 +251,7 @@ def process_partition(
         commit = job.sink.write(spark, target, accepted, job.partition_column, tag)
         crash_point("after_target_commit", partition)
 
-        written, inserted, updated, deleted = _row_counts(commit, counts.accepted)
+        written, inserted, updated, deleted = row_counts(commit, counts.accepted)
         if written != counts.accepted:
             raise AccountingError(
                 f"job {job.name}, partition {partition}: {counts.read} rows read, "
@@ -231,7 +259,7 @@ def process_partition(
                 f"{counts.accepted} expected in the target, but the commit wrote {written}"
             )
 
-        if counts.rejected or (previous is not None and previous.rows_rejected != 0):
+        if write_rejects:
             payload_columns = [
                 c
                 for c in staged.columns
@@ -271,24 +299,6 @@ def process_partition(
             df.unpersist()
 
 
-def _row_counts(commit: CommitResult, accepted: int) -> tuple[int, int, int, int]:
-    """(written, inserted, updated, deleted) from a target commit's operation metrics."""
-    if commit.operation == "MERGE":
-        written = commit.metric("numSourceRows")
-        inserted = commit.metric("numTargetRowsInserted")
-        return (
-            written,
-            inserted,
-            commit.metric("numTargetRowsUpdated"),
-            commit.metric("numTargetRowsDeleted"),
-        )
-    if commit.metric("numFiles") == 0 and commit.metric("numOutputRows") == 0:
-        # write_marker after a MERGE that changed nothing: every accepted row is unchanged.
-        return accepted, 0, 0, 0
-    written = commit.metric("numOutputRows")
-    return written, written, 0, 0
-
-
 def _error_class(error: BaseException) -> str:
     spark_class = getattr(error, "getCondition", None) or getattr(error, "getErrorClass", None)
     if callable(spark_class):
@@ -315,49 +325,210 @@ def run_job(
     *,
     on_result: Callable[[PartitionState, float], None] | None = None,
 ) -> RunReport:
-    """Plan and process ``request`` for ``job``. The ledger records every transition."""
-    ledger = Ledger(spark, lakehouse.framework_table("ledger"))
-    all_states = ledger.states(job.name, *job.depends_on)
-    states = all_states[job.name]
-    plan = plan_partitions(request.partitions, states, force=request.force)
-    report = RunReport(job.name, new_run_id(), plan, states=states)
-    if request.dry_run:
-        return report
+    """Plan, heal, claim and process ``request`` for ``job``.
 
-    host, pid = socket.gethostname(), os.getpid()
-    for partition in plan.to_run:
-        started = time.monotonic()
-        previous = states.get(partition)
-        running = PartitionState(
-            job=job.name,
-            partition=partition,
-            attempt=(previous.attempt if previous else 0) + 1,
-            state=RUNNING,
-            run_id=report.run_id,
-            host=host,
-            pid=pid,
-            started_at=utcnow(),
+    Every transition is one ledger commit. Partitions held by another live runner are
+    left alone and reported in ``RunReport.held`` (exit code 3), or waited for with
+    ``request.wait``.
+    """
+    ledger = Ledger(spark, lakehouse.framework_table("ledger"))
+    host, pid = this_host(), os.getpid()
+    report: RunReport | None = None
+    renewal_ledger = Ledger(spark.newSession(), ledger.ref)
+    lease = dt.timedelta(seconds=request.lease_seconds)
+
+    def renew(states: Iterable[PartitionState]) -> None:
+        expires = utcnow() + lease
+        renewal_ledger.record(
+            dataclasses.replace(s, lease_expires_at=expires, recorded_at=None) for s in states
         )
-        ledger.record(running)
-        crash_point("after_claim", partition)
-        try:
-            _check_upstream(job, partition, all_states)
-            final = process_partition(spark, lakehouse, job, running, previous)
-        except Exception as error:  # every failure is recorded, then the run goes on
-            final = running.advance(
-                FAILED,
-                error_class=_error_class(error),
-                error_message=_error_message(error),
-                finished_at=utcnow(),
-            )
-        ledger.record(final)
-        report.results.append(final)
-        report.seconds[partition] = time.monotonic() - started
-        if on_result is not None:
-            on_result(final, report.seconds[partition])
-        if final.state == FAILED and request.fail_fast:
-            break
-    return report
+
+    run_id = new_run_id()
+    processed: set[dt.date] = set()
+    with LeaseRenewer(run_id, request.lease_seconds / 3, renew) as renewer:
+        while True:
+            all_states = ledger.states(job.name, *job.depends_on)
+            states = all_states[job.name]
+            plan = plan_partitions(request.partitions, states, force=request.force)
+            if report is None:
+                report = RunReport(job.name, run_id, plan, states=dict(states))
+            if request.dry_run:
+                return report
+            now = utcnow()
+            todo = [p for p in plan.to_run if p not in processed]
+            held = {p: states[p] for p in todo if is_held(states.get(p), now, host)}
+            free = [p for p in todo if p not in held]
+            if not request.force:
+                healed = heal_abandoned(
+                    spark, lakehouse, job, [states[p] for p in free if p in states]
+                )
+                if healed:
+                    ledger.record(healed)
+                    report.healed.extend(healed)
+                    processed.update(h.partition for h in healed)
+                    free = [p for p in free if p not in processed]
+            claims = {
+                p: (_running(job, p, states.get(p), run_id, host, pid, now + lease), states.get(p))
+                for p in free
+            }
+            won = ledger.claim(claims)
+            lost = [p for p in free if p not in won]
+            if lost:  # claimed by another runner between our read and our claim
+                latest = ledger.states(job.name)[job.name]
+                held.update({p: latest[p] for p in lost if p in latest})
+            renewer.hold(won.values())
+            stop = False
+            for partition in sorted(won):
+                crash_point("after_claim", partition)
+                final = _attempt(
+                    spark, lakehouse, job, won[partition], states.get(partition), all_states, report
+                )
+                ledger.record(final)
+                renewer.release(partition)
+                processed.add(partition)
+                report.results.append(final)
+                if on_result is not None:
+                    on_result(final, report.seconds[partition])
+                if final.state == FAILED and request.fail_fast:
+                    stop = True
+                    break
+            if stop or not held or not request.wait:
+                report.held = {p: s for p, s in held.items() if p not in processed}
+                return report
+            time.sleep(request.wait_poll_seconds)
+
+
+def _running(
+    job: Job,
+    partition: dt.date,
+    previous: PartitionState | None,
+    run_id: str,
+    host: str,
+    pid: int,
+    expires: dt.datetime,
+) -> PartitionState:
+    return PartitionState(
+        job=job.name,
+        partition=partition,
+        attempt=(previous.attempt if previous else 0) + 1,
+        state=RUNNING,
+        run_id=run_id,
+        host=host,
+        pid=pid,
+        lease_expires_at=expires,
+        started_at=utcnow(),
+    )
+
+
+def _attempt(
+    spark: SparkSession,
+    lakehouse: Lakehouse,
+    job: Job,
+    running: PartitionState,
+    previous: PartitionState | None,
+    all_states: dict[str, dict[dt.date, PartitionState]],
+    report: RunReport,
+) -> PartitionState:
+    """One attempt; never raises: a failure becomes the ``failed`` state."""
+    started = time.monotonic()
+    try:
+        _check_upstream(job, running.partition, all_states)
+        final = process_partition(spark, lakehouse, job, running, previous)
+    except Exception as error:  # every failure is recorded, then the run goes on
+        final = running.advance(
+            FAILED,
+            error_class=_error_class(error),
+            error_message=_error_message(error),
+            finished_at=utcnow(),
+        )
+    report.seconds[running.partition] = time.monotonic() - started
+    return final
+
+
+def heal_abandoned(
+    spark: SparkSession, lakehouse: Lakehouse, job: Job, states: Iterable[PartitionState]
+) -> list[PartitionState]:
+    """``complete`` states for abandoned attempts whose writes all reached Delta.
+
+    An attempt is abandoned when its ``running`` lease is no longer held (its owner died
+    or the lease expired). If the target has the attempt's tagged commit, and the
+    quarantine too when the attempt had rejects to write, the partition is complete:
+    its counts come from the commit's metadata and operation metrics, nothing is
+    recomputed. Otherwise the partition is simply processed again.
+    """
+    now, host = utcnow(), this_host()
+    healed = []
+    for state in states:
+        if state.state != RUNNING or is_held(state, now, host):
+            continue
+        complete = _complete_from_commits(spark, lakehouse, job, state)
+        if complete is not None:
+            healed.append(complete)
+    return healed
+
+
+def reconcile(
+    spark: SparkSession, lakehouse: Lakehouse, job: Job
+) -> list[tuple[PartitionState, PartitionState]]:
+    """Settle every abandoned ``running`` partition of ``job``; return (before, after).
+
+    An abandoned attempt whose commits all exist becomes ``complete`` (as at plan
+    time); one whose commits do not becomes ``failed`` with error class
+    ``AbandonedAttempt``, so that status shows it and a plain rerun processes it.
+    Partitions held by a live runner are left alone.
+    """
+    ledger = Ledger(spark, lakehouse.framework_table("ledger"))
+    states = ledger.states(job.name)[job.name]
+    healed = {s.partition: s for s in heal_abandoned(spark, lakehouse, job, states.values())}
+    now, host = utcnow(), this_host()
+    fixed = []
+    for partition, state in sorted(states.items()):
+        if state.state != RUNNING or is_held(state, now, host):
+            continue
+        after = healed.get(partition) or state.advance(
+            FAILED,
+            error_class="AbandonedAttempt",
+            error_message=(
+                f"runner {state.run_id} (host {state.host}, pid {state.pid}) stopped without "
+                "finishing and its writes did not all reach Delta; a rerun processes it"
+            ),
+            finished_at=now,
+        )
+        fixed.append((state, after))
+    ledger.record(after for _, after in fixed)
+    return fixed
+
+
+def _complete_from_commits(
+    spark: SparkSession, lakehouse: Lakehouse, job: Job, state: PartitionState
+) -> PartitionState | None:
+    tag = CommitTag(job.name, state.partition, state.run_id, state.attempt)
+    commit = find_commit(spark, lakehouse.table(job.sink.table), tag)
+    if commit is None or "rows_read" not in commit.metadata:
+        return None
+    meta = commit.metadata
+    if (
+        meta.get("quarantine")
+        and find_commit(spark, quarantine_table(lakehouse, job.name), tag) is None
+    ):
+        return None
+    accepted = meta["rows_read"] - meta["rows_rejected"] - meta["rows_duplicate"]
+    written, inserted, updated, deleted = row_counts(commit, accepted)
+    return state.advance(
+        COMPLETE,
+        rows_read=meta["rows_read"],
+        rows_written=written,
+        rows_inserted=inserted,
+        rows_updated=updated,
+        rows_deleted=deleted,
+        rows_unchanged=written - inserted - updated,
+        rows_duplicate=meta["rows_duplicate"],
+        rows_rejected=meta["rows_rejected"],
+        target_version=commit.version,
+        error_class=None,
+        error_message=None,
+        finished_at=utcnow(),
+    )
 
 
 def _check_upstream(

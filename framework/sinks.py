@@ -27,16 +27,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
 from pyspark.sql import functions as F
 
 from framework.errors import FencedError
 from framework.keys import KEY_COLUMN, ROW_HASH_COLUMN
+from framework.locks import write_lock
 from framework.tables import TableRef, checked_identifier, quoted
 
 RUN_ID_COLUMN = "_run_id"
@@ -60,6 +61,9 @@ class CommitTag:
     partition: dt.date
     run_id: str
     attempt: int
+    counts: Mapping[str, int] = field(default_factory=dict)
+    """Counts known before the write (read, rejected, duplicates): with the commit's own
+    metrics they let a crashed attempt be marked complete without recomputing it."""
 
     @property
     def app_id(self) -> str:
@@ -72,6 +76,7 @@ class CommitTag:
             "partition": self.partition.isoformat(),
             "run_id": self.run_id,
             "attempt": self.attempt,
+            **self.counts,
         }
 
     @property
@@ -90,6 +95,24 @@ class CommitResult:
 
     def metric(self, name: str) -> int:
         return self.metrics.get(name, 0)
+
+
+def row_counts(commit: CommitResult, accepted: int) -> tuple[int, int, int, int]:
+    """(written, inserted, updated, deleted) from a target commit's operation metrics."""
+    if commit.operation == "MERGE":
+        written = commit.metric("numSourceRows")
+        inserted = commit.metric("numTargetRowsInserted")
+        return (
+            written,
+            inserted,
+            commit.metric("numTargetRowsUpdated"),
+            commit.metric("numTargetRowsDeleted"),
+        )
+    if commit.metric("numFiles") == 0 and commit.metric("numOutputRows") == 0:
+        # write_marker after a MERGE that changed nothing: every accepted row is unchanged.
+        return accepted, 0, 0, 0
+    written = commit.metric("numOutputRows")
+    return written, written, 0, 0
 
 
 @contextmanager
@@ -161,6 +184,11 @@ def ensure_table(spark: SparkSession, ref: TableRef, df: DataFrame, partition_co
     """Create ``ref`` with ``df``'s schema, partitioned by ``partition_column``, if missing."""
     if ref.exists(spark):
         return
+    with write_lock(ref):
+        _create(spark, ref, df, partition_column)
+
+
+def _create(spark: SparkSession, ref: TableRef, df: DataFrame, partition_column: str) -> None:
     (
         ref.builder(spark)
         .addColumns(df.schema)
@@ -202,11 +230,16 @@ def write_marker(spark: SparkSession, ref: TableRef, df: DataFrame, tag: CommitT
         .option("txnVersion", tag.attempt)
         .option("userMetadata", tag.metadata_json)
     )
+    with write_lock(ref):
+        _save(writer, ref)
+    return _committed(spark, ref, tag)
+
+
+def _save(writer: DataFrameWriter, ref: TableRef) -> None:
     if ref.path is not None:
         writer.save(ref.path)
     else:
         writer.saveAsTable(str(ref.full_name))
-    return _committed(spark, ref, tag)
 
 
 @dataclass(frozen=True)
@@ -226,7 +259,7 @@ class MergeSink:
     ) -> CommitResult:
         ensure_table(spark, ref, df, partition_column)
         in_partition = F.col(f"t.{partition_column}") == F.lit(tag.partition)
-        with tagged_commit(spark, tag):
+        with write_lock(ref), tagged_commit(spark, tag):
             (
                 ref.delta(spark)
                 .alias("t")
@@ -280,8 +313,6 @@ class ReplaceSink:
             .option("txnVersion", tag.attempt)
             .option("userMetadata", tag.metadata_json)
         )
-        if ref.path is not None:
-            writer.save(ref.path)
-        else:
-            writer.saveAsTable(str(ref.full_name))
+        with write_lock(ref):
+            _save(writer, ref)
         return _committed(spark, ref, tag)

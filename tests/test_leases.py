@@ -1,0 +1,154 @@
+"""Leases, claims and plan-time healing, in process; crash tests do the same with kill -9."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from framework.leases import held_message, this_host
+from framework.ledger import COMPLETE, FAILED, RUNNING, Ledger, PartitionState, utcnow
+from framework.runner import RunRequest, process_partition, reconcile, run_job
+from framework.tables import Lakehouse
+from jobs.orders_daily import JOB as ORDERS
+from tests.helpers import delta_versions
+
+D1, D2 = dt.date(2024, 1, 1), dt.date(2024, 1, 2)
+
+
+def ledger_of(config) -> Ledger:
+    from framework.session import get_or_create_session
+
+    spark = get_or_create_session(config)  # the test session, which is active
+    return Ledger(spark, Lakehouse(config.lakehouse).framework_table("ledger"))
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def running(
+    partition: dt.date,
+    pid: int,
+    *,
+    host: str | None = None,
+    expires_in: float = 600,
+    attempt: int = 1,
+    run_id: str = "other-run",
+) -> PartitionState:
+    now = utcnow()
+    return PartitionState(
+        ORDERS.name,
+        partition,
+        attempt,
+        RUNNING,
+        run_id,
+        host=host or this_host(),
+        pid=pid,
+        lease_expires_at=now + dt.timedelta(seconds=expires_in),
+        started_at=now,
+    )
+
+
+@pytest.fixture
+def live_process():
+    proc = subprocess.Popen(["sleep", "300"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_a_claim_based_on_a_stale_read_loses(spark, config) -> None:
+    ledger = ledger_of(config)
+    first = running(D1, 1, run_id="a")
+    assert set(ledger.claim({D1: (first, None)})) == {D1}
+    # A second runner that read the ledger before the first claim landed:
+    second = running(D1, 2, run_id="b")
+    assert ledger.claim({D1: (second, None)}) == {}
+    assert ledger.states(ORDERS.name)[ORDERS.name][D1].run_id == "a"
+    # With the current state as its read, a claim for the next attempt wins.
+    current = ledger.states(ORDERS.name)[ORDERS.name][D1]
+    third = running(D1, 3, run_id="c", attempt=2)
+    assert set(ledger.claim({D1: (third, current)})) == {D1}
+
+
+def test_a_live_lease_is_not_taken_then_a_dead_owner_is(spark, sample_config, live_process):
+    ledger = ledger_of(sample_config)
+    lake = Lakehouse(sample_config.lakehouse)
+    ledger.record(running(D1, live_process.pid))
+    report = run_job(spark, lake, ORDERS, RunRequest.for_dates([D1, D2]))
+    assert report.exit_code == 3
+    assert set(report.held) == {D1}
+    assert [(r.partition, r.state) for r in report.results] == [(D2, COMPLETE)]
+    message = held_message(ORDERS.name, report.held[D1])
+    assert f"is held by run other-run (host {this_host()}, pid {live_process.pid}) since" in message
+
+    live_process.kill()
+    live_process.wait()
+    again = run_job(spark, lake, ORDERS, RunRequest.for_dates([D1, D2]))
+    assert again.exit_code == 0
+    assert [(r.partition, r.state, r.attempt) for r in again.results] == [(D1, COMPLETE, 2)]
+
+
+def test_an_expired_lease_of_another_host_is_taken_over(spark, sample_config) -> None:
+    ledger_of(sample_config).record(running(D1, 1, host="elsewhere", expires_in=-1))
+    report = run_job(spark, Lakehouse(sample_config.lakehouse), ORDERS, RunRequest.for_dates([D1]))
+    assert report.exit_code == 0 and report.results[0].attempt == 2
+
+
+def test_a_live_lease_of_another_host_is_not_taken(spark, sample_config) -> None:
+    ledger_of(sample_config).record(running(D1, dead_pid(), host="elsewhere"))
+    report = run_job(spark, Lakehouse(sample_config.lakehouse), ORDERS, RunRequest.for_dates([D1]))
+    assert report.exit_code == 3 and report.results == []
+
+
+def test_wait_waits_for_the_holder_to_finish(spark, sample_config) -> None:
+    ledger = ledger_of(sample_config)
+    ledger.record(running(D1, 1, host="elsewhere", expires_in=6))
+    report = run_job(
+        spark,
+        Lakehouse(sample_config.lakehouse),
+        ORDERS,
+        RunRequest.for_dates([D1], wait=True, wait_poll_seconds=1.0),
+    )
+    assert report.exit_code == 0 and [r.attempt for r in report.results] == [2]
+
+
+def _abandon_after_writes(spark, sample_config) -> PartitionState:
+    """Do an attempt's writes under a dead runner's lease, without recording complete."""
+    ledger = ledger_of(sample_config)
+    state = running(D1, dead_pid(), run_id="crashed-run")
+    ledger.record(state)
+    process_partition(spark, Lakehouse(sample_config.lakehouse), ORDERS, state, None)
+    return state
+
+
+def test_a_committed_but_unrecorded_attempt_is_healed_without_recompute(spark, sample_config):
+    _abandon_after_writes(spark, sample_config)
+    lake = Lakehouse(sample_config.lakehouse)
+    target = Path(lake.table("silver.orders").path)
+    commits = delta_versions(target)
+
+    report = run_job(spark, lake, ORDERS, RunRequest.for_dates([D1]))
+    assert report.exit_code == 0 and report.results == []
+    [healed] = report.healed
+    assert (healed.state, healed.attempt, healed.run_id) == (COMPLETE, 1, "crashed-run")
+    assert healed.rows_read == healed.rows_written + healed.rows_rejected + healed.rows_duplicate
+    assert healed.rows_written == 100 and healed.rows_rejected > 0
+    assert delta_versions(target) == commits  # nothing recomputed, nothing rewritten
+
+
+def test_reconcile_settles_abandoned_partitions(spark, sample_config) -> None:
+    _abandon_after_writes(spark, sample_config)
+    ledger = ledger_of(sample_config)
+    ledger.record(running(D2, dead_pid(), run_id="crashed-early"))
+
+    fixed = reconcile(spark, Lakehouse(sample_config.lakehouse), ORDERS)
+    assert [(b.partition, a.state) for b, a in fixed] == [(D1, COMPLETE), (D2, FAILED)]
+    states = ledger.states(ORDERS.name)[ORDERS.name]
+    assert states[D2].error_class == "AbandonedAttempt"
+    assert reconcile(spark, Lakehouse(sample_config.lakehouse), ORDERS) == []
