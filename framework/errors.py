@@ -57,3 +57,19 @@ class FencedError(PartitionError):
 
 class AccountingError(PartitionError):
     """read != written + rejected + duplicates: a record would be lost."""
+
+
+def delta_conflicts() -> tuple[type[Exception], ...]:
+    """Delta's optimistic-concurrency exceptions: siblings in Python, so caught as a tuple."""
+    from delta import exceptions as d
+
+    return (
+        d.ConcurrentAppendException,
+        d.ConcurrentDeleteDeleteException,
+        d.ConcurrentDeleteReadException,
+        d.ConcurrentTransactionException,
+        d.ConcurrentWriteException,
+        d.DeltaConcurrentModificationException,
+        d.MetadataChangedException,
+        d.ProtocolChangedException,
+    )

@@ -38,6 +38,7 @@ from framework.errors import (
     PartitionError,
     SchemaMismatchError,
     SourceMissingError,
+    delta_conflicts,
 )
 from framework.job import Job
 from framework.keys import KEY_COLUMN, ROW_HASH_COLUMN, with_key, with_row_hash
@@ -371,7 +372,12 @@ def run_job(
                 p: (_running(job, p, states.get(p), run_id, host, pid, now + lease), states.get(p))
                 for p in free
             }
-            won = ledger.claim(claims)
+            try:
+                won = ledger.claim(claims)
+            except delta_conflicts():
+                # Another runner's claim committed between our read and ours (storage
+                # that arbitrates commits): plan again from the ledger as it is now.
+                continue
             lost = [p for p in free if p not in won]
             if lost:  # claimed by another runner between our read and our claim
                 latest = ledger.states(job.name)[job.name]
