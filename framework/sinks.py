@@ -222,24 +222,25 @@ def write_marker(spark: SparkSession, ref: TableRef, df: DataFrame, tag: CommitT
     attempt must leave its transaction version in the log for fencing and its tag for
     healing. Delta skips this commit too when a newer attempt already committed.
     """
+    return _tagged_save(spark, ref, df.limit(0).write.mode("append"), tag)
+
+
+def _tagged_save(
+    spark: SparkSession, ref: TableRef, writer: DataFrameWriter, tag: CommitTag
+) -> CommitResult:
+    """Save with the attempt's transaction id and metadata; the commit it made."""
     writer = (
-        df.limit(0)
-        .write.format("delta")
-        .mode("append")
+        writer.format("delta")
         .option("txnAppId", tag.app_id)
         .option("txnVersion", tag.attempt)
         .option("userMetadata", tag.metadata_json)
     )
     with write_lock(ref):
-        _save(writer, ref)
+        if ref.path is not None:
+            writer.save(ref.path)
+        else:
+            writer.saveAsTable(str(ref.full_name))
     return _committed(spark, ref, tag)
-
-
-def _save(writer: DataFrameWriter, ref: TableRef) -> None:
-    if ref.path is not None:
-        writer.save(ref.path)
-    else:
-        writer.saveAsTable(str(ref.full_name))
 
 
 @dataclass(frozen=True)
@@ -305,14 +306,7 @@ class ReplaceSink:
         tag: CommitTag,
     ) -> CommitResult:
         ensure_table(spark, ref, df, partition_column)
-        writer = (
-            df.write.format("delta")
-            .mode("overwrite")
-            .option("replaceWhere", f"{quoted(partition_column)} = DATE'{tag.partition}'")
-            .option("txnAppId", tag.app_id)
-            .option("txnVersion", tag.attempt)
-            .option("userMetadata", tag.metadata_json)
+        writer = df.write.mode("overwrite").option(
+            "replaceWhere", f"{quoted(partition_column)} = DATE'{tag.partition}'"
         )
-        with write_lock(ref):
-            _save(writer, ref)
-        return _committed(spark, ref, tag)
+        return _tagged_save(spark, ref, writer, tag)
