@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from framework.errors import ConfigError
+from framework.names import IDENTIFIER
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -129,6 +130,13 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> C
     config = Config(**sections, source=source)
     if config.spark.shuffle_partitions < 1:
         raise ConfigError(f"config key 'spark.shuffle_partitions' in {source} must be >= 1")
+    for key in ("catalog", "framework_schema"):
+        value = getattr(config.lakehouse, key)
+        if value and not IDENTIFIER.match(value):
+            raise ConfigError(
+                f"config key 'lakehouse.{key}' in {source} is not a plain name: {value!r} "
+                "(letters, digits and underscores)"
+            )
     if config.run.lease_seconds < 3:
         raise ConfigError(f"config key 'run.lease_seconds' in {source} must be >= 3")
     return config

@@ -47,6 +47,14 @@ class SchemaMismatchError(PartitionError):
     """The source or the transform output does not match what the job declares."""
 
 
+class ExpectationFailedError(PartitionError):
+    """Rows break an expectation whose action is ``fail``."""
+
+
+class RejectRatioError(PartitionError):
+    """More of the partition's rows were rejected than the job's max_reject_ratio allows."""
+
+
 class KeyColumnTypeError(UsageError):
     """A key column has a type that has no canonical encoding."""
 

@@ -21,11 +21,13 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame
 
 from framework.errors import UsageError
+from framework.expectations import Expectation
+from framework.names import IDENTIFIER, checked_identifier, checked_table_name
 from framework.sinks import MergeSink, ReplaceSink
 from framework.sources import Source
-from framework.tables import IDENTIFIER, checked_identifier
 
 Transform = Callable[[DataFrame], DataFrame]
+SCHEMA_DRIFT = ("fail", "evolve", "ignore")
 
 
 def identity(df: DataFrame) -> DataFrame:
@@ -46,7 +48,16 @@ class Job:
     :param order_by: tie-break among rows with the same key: the greatest wins (then the
         greatest row hash, so the choice is the same on every rerun).
     :param depends_on: jobs whose same partition must be complete first.
-    :param allow_empty: a partition whose source has no rows may complete with 0 rows.
+    :param allow_empty: a partition whose source has no files or no rows may complete
+        with 0 rows; otherwise that partition fails with SourceMissingError.
+    :param expectations: rules on the transformed rows (:mod:`framework.expectations`).
+    :param max_reject_ratio: a partition with a larger share of rejected rows fails
+        (its rejects are still quarantined) instead of completing.
+    :param schema_drift: what a transform output that differs from the target does:
+        ``fail`` (default), ``evolve`` (new columns are added to the target) or
+        ``ignore`` (new columns dropped, missing ones NULL). A changed type always fails.
+    :param max_attempts: attempts per partition and run for transient errors (Delta
+        write conflicts, I/O errors), with exponential backoff and jitter.
     """
 
     name: str
@@ -58,6 +69,10 @@ class Job:
     order_by: tuple[str, ...] = ()
     depends_on: tuple[str, ...] = ()
     allow_empty: bool = False
+    expectations: tuple[Expectation, ...] = ()
+    max_reject_ratio: float = 1.0
+    schema_drift: str = "fail"
+    max_attempts: int = 3
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -67,6 +82,16 @@ class Job:
             raise UsageError(f"job {self.name}: key must name at least one column")
         for column in (*self.key, self.partition_column, *self.order_by):
             checked_identifier(column, f"column name in job {self.name}")
+        checked_table_name(self.sink.table)
+        if self.schema_drift not in SCHEMA_DRIFT:
+            raise UsageError(
+                f"job {self.name}: schema_drift {self.schema_drift!r} is not one of: "
+                f"{', '.join(SCHEMA_DRIFT)}"
+            )
+        if not 0 <= self.max_reject_ratio <= 1:
+            raise UsageError(f"job {self.name}: max_reject_ratio must be between 0 and 1")
+        if self.max_attempts < 1:
+            raise UsageError(f"job {self.name}: max_attempts must be at least 1")
 
     @property
     def txn_app_id(self) -> str:

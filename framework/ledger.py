@@ -63,6 +63,7 @@ COUNT_FIELDS = (
     "rows_unchanged",
     "rows_duplicate",
     "rows_rejected",
+    "rows_dropped",
 )
 
 LEDGER_SCHEMA = StructType(
@@ -112,6 +113,7 @@ class PartitionState:
     rows_unchanged: int | None = None
     rows_duplicate: int | None = None
     rows_rejected: int | None = None
+    rows_dropped: int | None = None
     target_version: int | None = None
     error_class: str | None = None
     error_message: str | None = None
@@ -185,13 +187,14 @@ class Ledger:
             result[state.job][state.partition] = state
         return result
 
-    def record(self, states: PartitionState | Iterable[PartitionState]) -> None:
-        """Append states in one commit."""
+    def record(self, states: PartitionState | Iterable[PartitionState]) -> list[PartitionState]:
+        """Append states in one commit; return them as recorded (with ``recorded_at``)."""
         items = [states] if isinstance(states, PartitionState) else list(states)
         if not items:
-            return
+            return []
         self.ensure()
         now = utcnow()
+        items = [s if s.recorded_at else dataclasses.replace(s, recorded_at=now) for s in items]
         rows = [_to_row(s, now) for s in items]
         df = self.spark.createDataFrame(rows, LEDGER_SCHEMA)
         writer = df.write.format("delta").mode("append")
@@ -200,6 +203,7 @@ class Ledger:
                 writer.save(self.ref.path)
             else:
                 writer.saveAsTable(str(self.ref.full_name))
+        return items
 
     def claim(
         self, claims: Mapping[dt.date, tuple[PartitionState, PartitionState | None]]

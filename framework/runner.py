@@ -3,12 +3,12 @@
 A run reads the ledger once, plans ``requested - complete`` (everything requested with
 ``force``), and processes each planned partition::
 
-    running -> read source -> split malformed -> transform -> key + row hash
-            -> reject rows outside the partition -> dedupe by key
-            -> target commit (tagged) -> quarantine commit (tagged) -> complete
+    claim (lease) -> process_partition (framework.partition) -> complete | failed
 
-Any error marks the partition ``failed`` with its error class and message; the other
-partitions go on unless ``fail_fast``. A rerun when everything is complete reads only
+Any error marks the partition ``failed`` with its error class and message; transient
+ones (Delta write conflicts, I/O errors) are retried as new attempts with exponential
+backoff and jitter, up to the job's ``max_attempts``. The other partitions go on unless
+``fail_fast``. A rerun when everything is complete reads only
 the ledger: no Spark job touches source or target data.
 
 Example::
@@ -22,36 +22,24 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import random
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession, Window
-from pyspark.sql import functions as F
+from pyspark.sql import SparkSession
 
 from framework.crashpoints import crash_point
-from framework.errors import (
-    AccountingError,
-    PartitionError,
-    SchemaMismatchError,
-    SourceMissingError,
-    delta_conflicts,
-)
+from framework.errors import NinelivesError, PartitionError, delta_conflicts
 from framework.job import Job
-from framework.keys import KEY_COLUMN, ROW_HASH_COLUMN, with_key, with_row_hash
 from framework.leases import LeaseRenewer, is_held, this_host
 from framework.ledger import COMPLETE, FAILED, RUNNING, Ledger, PartitionState, utcnow
-from framework.quarantine import as_quarantine_rows, quarantine_table, write_quarantine
-from framework.sinks import PROCESSED_AT_COLUMN, RUN_ID_COLUMN, CommitTag, find_commit, row_counts
-from framework.sources import CORRUPT_COLUMN
+from framework.partition import process_partition
+from framework.quarantine import quarantine_table
+from framework.sinks import CommitTag, find_commit, row_counts
 from framework.tables import Lakehouse
-
-REJECT_COLUMN = "_reject_reason"
-RANK_COLUMN = "_rank"
-MALFORMED_REASON = "malformed record: not valid JSON, or a value of the wrong type"
 
 
 def new_run_id() -> str:
@@ -67,8 +55,10 @@ class RunRequest:
     dry_run: bool = False
     fail_fast: bool = False
     wait: bool = False
+    only_failed: bool = False
     lease_seconds: float = 600.0
     wait_poll_seconds: float = 5.0
+    retry_base_seconds: float = 2.0
 
     @classmethod
     def for_dates(cls, dates: Iterable[dt.date], **options: Any) -> RunRequest:
@@ -94,10 +84,23 @@ class Plan:
 
 
 def plan_partitions(
-    requested: Iterable[dt.date], states: dict[dt.date, PartitionState], *, force: bool = False
+    requested: Iterable[dt.date],
+    states: dict[dt.date, PartitionState],
+    *,
+    force: bool = False,
+    only_failed: bool = False,
 ) -> Plan:
+    """The plan as set algebra over the ledger's states.
+
+    ``only_failed`` narrows the request to failed partitions (all the job's failed
+    partitions when no dates are requested).
+    """
+    asked = frozenset(requested)
+    if only_failed:
+        failed = frozenset(p for p, s in states.items() if s.state == FAILED)
+        asked = failed & asked if asked else failed
     complete = frozenset(p for p, s in states.items() if s.state == COMPLETE)
-    return Plan(frozenset(requested), complete, force)
+    return Plan(asked, complete, force)
 
 
 @dataclass
@@ -112,6 +115,8 @@ class RunReport:
     """Abandoned attempts marked complete from their Delta commits, without recomputing."""
     held: dict[dt.date, PartitionState] = field(default_factory=dict)
     """Partitions another live runner holds; this run left them alone."""
+    started_at: dt.datetime = field(default_factory=utcnow)
+    finished_at: dt.datetime | None = None
 
     @property
     def failed(self) -> list[PartitionState]:
@@ -139,167 +144,6 @@ class RunReport:
         return 1 if self.incomplete else 0
 
 
-@dataclass(frozen=True)
-class _Counts:
-    read: int
-    rejected: int
-    duplicate: int
-
-    @property
-    def accepted(self) -> int:
-        return self.read - self.rejected - self.duplicate
-
-
-def _stage(job: Job, out: DataFrame, partition: dt.date) -> DataFrame:
-    """Key, hash, flag rows outside the partition, and rank duplicates by key."""
-    missing = [c for c in (*job.key, job.partition_column, *job.order_by) if c not in out.columns]
-    if missing:
-        raise SchemaMismatchError(
-            f"job {job.name}, partition {partition}: transform output lacks column(s) "
-            f"{', '.join(missing)}; it has: {', '.join(out.columns)}"
-        )
-    pc = F.col(job.partition_column)
-    reason = F.when(pc.isNull(), F.lit(f"{job.partition_column} is null")).when(
-        pc != F.lit(partition),
-        F.concat(
-            F.lit(f"{job.partition_column} "),
-            pc.cast("string"),
-            F.lit(f" is outside partition {partition}"),
-        ),
-    )
-    latest_first = [F.col(c).desc_nulls_last() for c in job.order_by]
-    window = Window.partitionBy(KEY_COLUMN, REJECT_COLUMN).orderBy(
-        *latest_first, F.col(ROW_HASH_COLUMN).desc()
-    )
-    return (
-        out.transform(with_key(job.key))
-        .transform(with_row_hash())
-        .withColumn(REJECT_COLUMN, reason)
-        .withColumn(RANK_COLUMN, F.row_number().over(window))
-    )
-
-
-def _count(staged: DataFrame, malformed: DataFrame | None) -> _Counts:
-    row = staged.agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.count(REJECT_COLUMN).alias("rejected"),
-        F.sum(
-            F.when(F.col(REJECT_COLUMN).isNull() & (F.col(RANK_COLUMN) > 1), 1).otherwise(0)
-        ).alias("duplicate"),
-    ).first()
-    assert row is not None
-    n_malformed = malformed.count() if malformed is not None else 0
-    return _Counts(
-        read=row["rows"] + n_malformed,
-        rejected=row["rejected"] + n_malformed,
-        duplicate=row["duplicate"] or 0,
-    )
-
-
-def process_partition(
-    spark: SparkSession,
-    lakehouse: Lakehouse,
-    job: Job,
-    running: PartitionState,
-    previous: PartitionState | None,
-) -> PartitionState:
-    """Do one attempt at one partition; return its ``complete`` state. Raises on failure."""
-    partition = running.partition
-    raw = job.source.read(spark, lakehouse, partition)
-    cached: list[DataFrame] = []
-    try:
-        malformed = None
-        if CORRUPT_COLUMN in raw.columns:
-            # Spark refuses queries on raw JSON that touch only the corrupt-record
-            # column, and both halves are used twice: cache the parsed input once.
-            raw = raw.persist(StorageLevel.MEMORY_AND_DISK)
-            cached.append(raw)
-            malformed = raw.where(F.col(CORRUPT_COLUMN).isNotNull())
-            raw = raw.where(F.col(CORRUPT_COLUMN).isNull()).drop(CORRUPT_COLUMN)
-        staged = _stage(job, job.transform(raw), partition).persist(StorageLevel.MEMORY_AND_DISK)
-        cached.append(staged)
-        counts = _count(staged, malformed)
-        crash_point("after_read", partition)
-        if counts.read == 0 and not job.allow_empty:
-            raise SourceMissingError(
-                f"source has no rows for {partition} in {job.source.describe(lakehouse)}; "
-                "declare allow_empty=True on the job if empty partitions are expected"
-            )
-        # Rewrite the quarantine when there are rejects, or to clear an earlier attempt's.
-        write_rejects = counts.rejected > 0 or (
-            previous is not None and previous.rows_rejected != 0
-        )
-        tag = CommitTag(
-            job.name,
-            partition,
-            running.run_id,
-            running.attempt,
-            counts={
-                "rows_read": counts.read,
-                "rows_rejected": counts.rejected,
-                "rows_duplicate": counts.duplicate,
-                "quarantine": int(write_rejects),
-            },
-        )
-
-        accepted = (
-            staged.where(F.col(REJECT_COLUMN).isNull() & (F.col(RANK_COLUMN) == 1))
-            .drop(REJECT_COLUMN, RANK_COLUMN)
-            .withColumn(RUN_ID_COLUMN, F.lit(tag.run_id))
-            .withColumn(PROCESSED_AT_COLUMN, F.current_timestamp())
-        )
-        target = lakehouse.table(job.sink.table)
-        commit = job.sink.write(spark, target, accepted, job.partition_column, tag)
-        crash_point("after_target_commit", partition)
-
-        written, inserted, updated, deleted = row_counts(commit, counts.accepted)
-        if written != counts.accepted:
-            raise AccountingError(
-                f"job {job.name}, partition {partition}: {counts.read} rows read, "
-                f"{counts.rejected} rejected, {counts.duplicate} duplicates, so "
-                f"{counts.accepted} expected in the target, but the commit wrote {written}"
-            )
-
-        if write_rejects:
-            payload_columns = [
-                c
-                for c in staged.columns
-                if c not in (REJECT_COLUMN, RANK_COLUMN) and not c.startswith("_")
-            ]
-            rejects = as_quarantine_rows(
-                staged.where(F.col(REJECT_COLUMN).isNotNull()),
-                F.to_json(F.struct(*payload_columns)),
-                F.col(REJECT_COLUMN),
-                tag,
-            )
-            if malformed is not None:
-                rejects = rejects.unionByName(
-                    as_quarantine_rows(
-                        malformed, F.col(CORRUPT_COLUMN), F.lit(MALFORMED_REASON), tag
-                    )
-                )
-            write_quarantine(spark, quarantine_table(lakehouse, job.name), rejects, tag)
-            crash_point("after_rejects_commit", partition)
-
-        crash_point("before_complete", partition)
-        return running.advance(
-            COMPLETE,
-            rows_read=counts.read,
-            rows_written=written,
-            rows_inserted=inserted,
-            rows_updated=updated,
-            rows_deleted=deleted,
-            rows_unchanged=written - inserted - updated,
-            rows_duplicate=counts.duplicate,
-            rows_rejected=counts.rejected,
-            target_version=commit.version,
-            finished_at=utcnow(),
-        )
-    finally:
-        for df in cached:
-            df.unpersist()
-
-
 def _error_class(error: BaseException) -> str:
     spark_class = getattr(error, "getCondition", None) or getattr(error, "getErrorClass", None)
     if callable(spark_class):
@@ -324,13 +168,13 @@ def run_job(
     job: Job,
     request: RunRequest,
     *,
-    on_result: Callable[[PartitionState, float], None] | None = None,
+    observers: Sequence[RunObserver] = (),
 ) -> RunReport:
     """Plan, heal, claim and process ``request`` for ``job``.
 
     Every transition is one ledger commit. Partitions held by another live runner are
     left alone and reported in ``RunReport.held`` (exit code 3), or waited for with
-    ``request.wait``.
+    ``request.wait``. ``observers`` see the run start, every transition and the end.
     """
     ledger = Ledger(spark, lakehouse.framework_table("ledger"))
     host, pid = this_host(), os.getpid()
@@ -350,11 +194,15 @@ def run_job(
         while True:
             all_states = ledger.states(job.name, *job.depends_on)
             states = all_states[job.name]
-            plan = plan_partitions(request.partitions, states, force=request.force)
+            plan = plan_partitions(
+                request.partitions, states, force=request.force, only_failed=request.only_failed
+            )
             if report is None:
                 report = RunReport(job.name, run_id, plan, states=dict(states))
-            if request.dry_run:
-                return report
+                if request.dry_run:
+                    return report
+                for observer in observers:
+                    observer.run_started(report)
             now = utcnow()
             todo = [p for p in plan.to_run if p not in processed]
             held = {p: states[p] for p in todo if is_held(states.get(p), now, host)}
@@ -366,6 +214,8 @@ def run_job(
                 if healed:
                     ledger.record(healed)
                     report.healed.extend(healed)
+                    for state in healed:
+                        _notify(observers, state, None)
                     processed.update(h.partition for h in healed)
                     free = [p for p in free if p not in processed]
             claims = {
@@ -383,25 +233,52 @@ def run_job(
                 latest = ledger.states(job.name)[job.name]
                 held.update({p: latest[p] for p in lost if p in latest})
             renewer.hold(won.values())
+            for state in sorted(won.values(), key=lambda s: s.partition):
+                _notify(observers, state, None)
             stop = False
             for partition in sorted(won):
                 crash_point("after_claim", partition)
-                final = _attempt(
-                    spark, lakehouse, job, won[partition], states.get(partition), all_states, report
+                final = _process_with_retries(
+                    spark,
+                    ledger,
+                    job,
+                    lakehouse,
+                    request,
+                    won[partition],
+                    states.get(partition),
+                    all_states,
+                    report,
+                    observers,
                 )
-                ledger.record(final)
                 renewer.release(partition)
                 processed.add(partition)
                 report.results.append(final)
-                if on_result is not None:
-                    on_result(final, report.seconds[partition])
                 if final.state == FAILED and request.fail_fast:
                     stop = True
                     break
             if stop or not held or not request.wait:
                 report.held = {p: s for p, s in held.items() if p not in processed}
+                report.finished_at = utcnow()
+                for observer in observers:
+                    observer.run_finished(report)
                 return report
             time.sleep(request.wait_poll_seconds)
+
+
+class RunObserver(Protocol):
+    """Sees a run as it happens: progress bars, logs, metrics, history, alerts."""
+
+    def run_started(self, report: RunReport) -> None: ...
+
+    def transition(self, state: PartitionState, seconds: float | None) -> None:
+        """A state was recorded: running (claimed), complete, failed or healed."""
+
+    def run_finished(self, report: RunReport) -> None: ...
+
+
+def _notify(observers: Sequence[RunObserver], state: PartitionState, seconds: float | None) -> None:
+    for observer in observers:
+        observer.transition(state, seconds)
 
 
 def _running(
@@ -426,6 +303,65 @@ def _running(
     )
 
 
+def _process_with_retries(
+    spark: SparkSession,
+    ledger: Ledger,
+    job: Job,
+    lakehouse: Lakehouse,
+    request: RunRequest,
+    running: PartitionState,
+    previous: PartitionState | None,
+    all_states: dict[str, dict[dt.date, PartitionState]],
+    report: RunReport,
+    observers: Sequence[RunObserver],
+) -> PartitionState:
+    """Attempts at one claimed partition until it completes, fails for good, or is lost.
+
+    A transient failure is recorded as ``failed`` like any other, then the next attempt
+    is claimed with the same compare-and-swap as the first, so no other runner can
+    slip in between; each retry has its own, higher attempt number.
+    """
+    started = time.monotonic()
+    for retry in range(job.max_attempts):
+        final, transient = _attempt(spark, lakehouse, job, running, previous, all_states)
+        [recorded] = ledger.record(final)
+        report.seconds[running.partition] = time.monotonic() - started
+        _notify(observers, recorded, report.seconds[running.partition])
+        if not transient or retry + 1 == job.max_attempts:
+            return recorded
+        delay = request.retry_base_seconds * 2**retry
+        time.sleep(min(60.0, delay + random.uniform(0, delay)))
+        nxt = _running(
+            job,
+            running.partition,
+            recorded,
+            running.run_id,
+            running.host or "",
+            running.pid or 0,
+            utcnow() + dt.timedelta(seconds=request.lease_seconds),
+        )
+        won = ledger.claim({running.partition: (nxt, recorded)})
+        if not won:
+            return recorded
+        previous, running = recorded, won[running.partition]
+        _notify(observers, running, None)
+    return recorded
+
+
+def is_transient(error: BaseException) -> bool:
+    """Worth retrying: Delta write conflicts and I/O trouble; never our own errors."""
+    if isinstance(error, NinelivesError):
+        return False  # schema, validation, accounting, fencing, missing source: permanent
+    if isinstance(error, (*delta_conflicts(), OSError, TimeoutError, ConnectionError)):
+        return True
+    from py4j.protocol import Py4JNetworkError
+
+    if isinstance(error, Py4JNetworkError):
+        return True
+    text = str(error)
+    return "java.io.IOException" in text or "java.net." in text
+
+
 def _attempt(
     spark: SparkSession,
     lakehouse: Lakehouse,
@@ -433,22 +369,20 @@ def _attempt(
     running: PartitionState,
     previous: PartitionState | None,
     all_states: dict[str, dict[dt.date, PartitionState]],
-    report: RunReport,
-) -> PartitionState:
-    """One attempt; never raises: a failure becomes the ``failed`` state."""
-    started = time.monotonic()
+) -> tuple[PartitionState, bool]:
+    """One attempt; never raises: a failure becomes the ``failed`` state (and whether
+    it is worth retrying)."""
     try:
         _check_upstream(job, running.partition, all_states)
-        final = process_partition(spark, lakehouse, job, running, previous)
+        return process_partition(spark, lakehouse, job, running, previous), False
     except Exception as error:  # every failure is recorded, then the run goes on
-        final = running.advance(
+        failed = running.advance(
             FAILED,
             error_class=_error_class(error),
             error_message=_error_message(error),
             finished_at=utcnow(),
         )
-    report.seconds[running.partition] = time.monotonic() - started
-    return final
+        return failed, is_transient(error)
 
 
 def heal_abandoned(
@@ -518,7 +452,8 @@ def _complete_from_commits(
         and find_commit(spark, quarantine_table(lakehouse, job.name), tag) is None
     ):
         return None
-    accepted = meta["rows_read"] - meta["rows_rejected"] - meta["rows_duplicate"]
+    dropped = meta.get("rows_dropped", 0)
+    accepted = meta["rows_read"] - meta["rows_rejected"] - dropped - meta["rows_duplicate"]
     written, inserted, updated, deleted = row_counts(commit, accepted)
     return state.advance(
         COMPLETE,
@@ -530,6 +465,7 @@ def _complete_from_commits(
         rows_unchanged=written - inserted - updated,
         rows_duplicate=meta["rows_duplicate"],
         rows_rejected=meta["rows_rejected"],
+        rows_dropped=dropped,
         target_version=commit.version,
         error_class=None,
         error_message=None,

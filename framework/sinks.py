@@ -38,7 +38,8 @@ from pyspark.sql import functions as F
 from framework.errors import FencedError
 from framework.keys import KEY_COLUMN, ROW_HASH_COLUMN
 from framework.locks import write_lock
-from framework.tables import TableRef, checked_identifier, quoted
+from framework.names import checked_identifier, quoted
+from framework.tables import TableRef
 
 RUN_ID_COLUMN = "_run_id"
 PROCESSED_AT_COLUMN = "_processed_at"
@@ -257,11 +258,14 @@ class MergeSink:
         df: DataFrame,
         partition_column: str,
         tag: CommitTag,
+        *,
+        evolve: bool = False,
     ) -> CommitResult:
+        """One tagged MERGE; ``evolve`` adds the source's new columns to the target."""
         ensure_table(spark, ref, df, partition_column)
         in_partition = F.col(f"t.{partition_column}") == F.lit(tag.partition)
         with write_lock(ref), tagged_commit(spark, tag):
-            (
+            builder = (
                 ref.delta(spark)
                 .alias("t")
                 .merge(
@@ -275,8 +279,8 @@ class MergeSink:
                 )
                 .whenNotMatchedInsertAll()
                 .whenNotMatchedBySourceDelete(condition=in_partition)
-                .execute()
             )
+            (builder.withSchemaEvolution() if evolve else builder).execute()
         commit = find_commit(spark, ref, tag)
         if commit is not None:
             return commit
@@ -304,9 +308,14 @@ class ReplaceSink:
         df: DataFrame,
         partition_column: str,
         tag: CommitTag,
+        *,
+        evolve: bool = False,
     ) -> CommitResult:
+        """One tagged overwrite of the partition; ``evolve`` merges new columns in."""
         ensure_table(spark, ref, df, partition_column)
         writer = df.write.mode("overwrite").option(
             "replaceWhere", f"{quoted(partition_column)} = DATE'{tag.partition}'"
         )
+        if evolve:
+            writer = writer.option("mergeSchema", "true")
         return _tagged_save(spark, ref, writer, tag)

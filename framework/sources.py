@@ -23,7 +23,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from framework.errors import SourceMissingError
-from framework.tables import Lakehouse, checked_identifier
+from framework.names import checked_identifier
+from framework.tables import Lakehouse
 
 CORRUPT_COLUMN = "_corrupt_record"
 
@@ -37,6 +38,10 @@ class Source(Protocol):
 
     def describe(self, lakehouse: Lakehouse) -> str:
         """Where the source lives, for messages."""
+        ...
+
+    def empty(self, spark: SparkSession, lakehouse: Lakehouse) -> DataFrame:
+        """No rows, with the schema ``read`` would give (for ``allow_empty`` jobs)."""
         ...
 
 
@@ -62,6 +67,9 @@ class JsonLinesSource:
 
     def describe(self, lakehouse: Lakehouse) -> str:
         return lakehouse.landing_path(self.folder)
+
+    def empty(self, spark: SparkSession, lakehouse: Lakehouse) -> DataFrame:
+        return spark.createDataFrame([], self.schema)
 
     def read(self, spark: SparkSession, lakehouse: Lakehouse, partition: dt.date) -> DataFrame:
         path = self.partition_path(lakehouse, partition)
@@ -93,6 +101,9 @@ class DeltaSource:
 
     def describe(self, lakehouse: Lakehouse) -> str:
         return str(lakehouse.table(self.table))
+
+    def empty(self, spark: SparkSession, lakehouse: Lakehouse) -> DataFrame:
+        return lakehouse.table(self.table).read(spark).limit(0)
 
     def read(self, spark: SparkSession, lakehouse: Lakehouse, partition: dt.date) -> DataFrame:
         ref = lakehouse.table(self.table)

@@ -15,7 +15,6 @@ Example::
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,24 +22,7 @@ from delta.tables import DeltaTable, DeltaTableBuilder
 from pyspark.sql import DataFrame, SparkSession
 
 from framework.config import LakehouseConfig
-from framework.errors import InvalidNameError
-
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-
-
-def checked_identifier(name: str, what: str = "name") -> str:
-    """Return ``name`` if it is a plain identifier, else raise :class:`InvalidNameError`."""
-    if not isinstance(name, str) or not IDENTIFIER.match(name):
-        raise InvalidNameError(
-            f"invalid {what} {name!r}: use letters, digits and underscores, "
-            "starting with a letter or underscore"
-        )
-    return name
-
-
-def quoted(name: str) -> str:
-    """Back-quote a checked identifier for SQL: ``order_date`` -> ```order_date```."""
-    return f"`{checked_identifier(name, 'column name')}`"
+from framework.names import checked_identifier, checked_table_name
 
 
 @dataclass(frozen=True)
@@ -94,10 +76,7 @@ class Lakehouse:
 
     def table(self, logical_name: str) -> TableRef:
         """``"schema.table"`` -> :class:`TableRef`."""
-        parts = logical_name.split(".")
-        if len(parts) != 2:
-            raise InvalidNameError(f"invalid table name {logical_name!r}: expected 'schema.table'")
-        schema, name = (checked_identifier(p, "table name part") for p in parts)
+        schema, name = checked_table_name(logical_name)
         if self.is_catalog:
             catalog = checked_identifier(self.config.catalog, "catalog name")
             return TableRef(schema, name, full_name=f"`{catalog}`.`{schema}`.`{name}`")

@@ -1,0 +1,343 @@
+"""A corpus of bad inputs, one test per case. Each asserts the exact outcome (quarantined,
+dropped, failed with a named error, or retried then succeeded) and the accounting
+invariant: read = written + quarantined + dropped + duplicates collapsed."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from framework.cli import main
+from framework.config import Config
+from framework.errors import InvalidNameError
+from framework.expectations import in_range, sql_rule
+from framework.job import Job
+from framework.ledger import COMPLETE, FAILED, Ledger, PartitionState
+from framework.quarantine import quarantine_table
+from framework.runner import RunRequest, run_job
+from framework.sinks import MergeSink
+from framework.tables import Lakehouse
+from jobs.orders_daily import JOB as ORDERS
+
+D, D2 = dt.date(2024, 1, 15), dt.date(2024, 1, 16)
+
+
+def event(n: int = 1, day: dt.date = D, **fields: object) -> str:
+    record: dict[str, object] = {
+        "source_id": f"ORD-{n:010d}",
+        "order_date": day.isoformat(),
+        "event_type": "created",
+        "event_ts": f"{day}T10:00:00+01:00",
+        "customer_id": "C-000001",
+        "amount": 10.5,
+        "currency": "EUR",
+        "ingested_at": f"{day + dt.timedelta(days=1)}T04:00:00Z",
+    }
+    record.update(fields)
+    return json.dumps({k: v for k, v in record.items() if v is not ...})
+
+
+@pytest.fixture
+def lake(config: Config, tmp_path: Path) -> Config:
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    return dataclasses.replace(
+        config, lakehouse=dataclasses.replace(config.lakehouse, landing=str(landing))
+    )
+
+
+def land(cfg: Config, lines: list[str], day: dt.date = D) -> None:
+    folder = Path(cfg.lakehouse.landing) / "orders" / f"order_date={day}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "part-00000.txt").write_text("".join(line + "\n" for line in lines))
+
+
+def run(spark, cfg: Config, job: Job = ORDERS, day: dt.date = D, **options) -> PartitionState:
+    report = run_job(spark, Lakehouse(cfg.lakehouse), job, RunRequest.for_dates([day], **options))
+    return report.results[-1]
+
+
+def quarantined(spark, cfg: Config, job: str = "orders_daily") -> list[tuple[str, str]]:
+    ref = quarantine_table(Lakehouse(cfg.lakehouse), job)
+    if not ref.exists(spark):
+        return []
+    return sorted((r.raw, r.reason) for r in ref.read(spark).collect())
+
+
+def silver(spark, cfg: Config):
+    ref = Lakehouse(cfg.lakehouse).table("silver.orders")
+    return ref.read(spark) if ref.exists(spark) else None
+
+
+def assert_accounted(state: PartitionState) -> None:
+    assert state.rows_read == (
+        state.rows_written + state.rows_rejected + state.rows_dropped + state.rows_duplicate
+    ), state
+
+
+def assert_quarantined_one(spark, lake, reason_part: str) -> str:
+    """One bad line among 19 good ones: quarantined with the reason; its raw text back."""
+    state = run(spark, lake)
+    assert (state.state, state.rows_read, state.rows_written, state.rows_rejected) == (
+        COMPLETE,
+        20,
+        19,
+        1,
+    ), state.error_message
+    assert_accounted(state)
+    [(raw, reason)] = quarantined(spark, lake)
+    assert reason_part in reason
+    return raw
+
+
+GOOD = [event(n) for n in range(1, 20)]
+GOOD_D2 = [event(n, day=D2) for n in range(1, 20)]
+
+
+def test_truncated_json_line_is_quarantined_with_its_text(spark, lake) -> None:
+    bad = event(99)[:25]
+    land(lake, [*GOOD, bad])
+    assert assert_quarantined_one(spark, lake, "malformed record") == bad
+
+
+def test_wrong_type_is_quarantined_as_malformed(spark, lake) -> None:
+    bad = event(99, amount="twelve")
+    land(lake, [*GOOD, bad])
+    assert assert_quarantined_one(spark, lake, "malformed record") == bad
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"source_id": ...}, "source_id is not null"),
+        ({"currency": "XXX"}, "currency in (EUR, USD, GBP)"),
+        ({"event_type": "teleported"}, "event_type in (created, paid, shipped, cancelled)"),
+        ({"amount": -5}, "0 <= amount"),
+        ({"source_id": "BAD-1"}, "source_id matches ^ORD-[0-9]{10}$"),
+        ({"event_ts": "not a time"}, "event_ts is not null"),
+        ({"order_date": "2024-01-14"}, "order_date 2024-01-14 is outside partition 2024-01-15"),
+    ],
+    ids=["null", "accepted_values", "event_type", "range", "regex", "bad_timestamp", "outside"],
+)
+def test_rule_violations_are_quarantined_with_the_rule(spark, lake, fields, reason) -> None:
+    land(lake, [*GOOD, event(99, **fields)])
+    raw = assert_quarantined_one(spark, lake, reason)
+    expected_id = fields.get("source_id", "ORD-0000000099")
+    assert json.loads(raw).get("source_id") == (None if expected_id is ... else expected_id)
+
+
+def test_duplicates_collapse_to_the_latest_delivery(spark, lake) -> None:
+    later = event(1, amount=99.0, ingested_at="2024-01-16T12:00:00Z")
+    land(lake, [*GOOD, event(1), later])  # event 1 three times
+    state = run(spark, lake)
+    assert (state.rows_read, state.rows_written, state.rows_duplicate) == (21, 19, 2)
+    assert_accounted(state)
+    amount = silver(spark, lake).where(F.col("source_id") == "ORD-0000000001").first().amount
+    assert float(amount) == 99.0
+
+
+def test_drop_action_counts_dropped_rows_and_keeps_them_out(spark, lake) -> None:
+    job = dataclasses.replace(ORDERS, expectations=(in_range("amount", 0, action="drop"),))
+    land(lake, [*GOOD, event(99, amount=-1)])
+    state = run(spark, lake, job)
+    assert (state.state, state.rows_written, state.rows_dropped, state.rows_rejected) == (
+        COMPLETE,
+        19,
+        1,
+        0,
+    )
+    assert_accounted(state)
+    assert quarantined(spark, lake) == []
+
+
+def test_fail_action_fails_the_partition_naming_the_rule(spark, lake) -> None:
+    rule = sql_rule("paid events have an amount", "event_type <> 'paid' OR amount > 0", "fail")
+    job = dataclasses.replace(ORDERS, expectations=(rule,))
+    land(lake, [*GOOD, event(99, event_type="paid", amount=0)])
+    state = run(spark, lake, job)
+    assert (state.state, state.error_class) == (FAILED, "ExpectationFailedError")
+    assert "1 row(s) break the rule 'paid events have an amount'" in state.error_message
+    assert silver(spark, lake) is None
+
+
+def test_a_mostly_broken_export_fails_and_its_rejects_stay_visible(spark, lake) -> None:
+    land(lake, [*GOOD[:10], *("{broken" for _ in range(10))])
+    state = run(spark, lake)
+    assert (state.state, state.error_class) == (FAILED, "RejectRatioError")
+    assert "10 of 20 rows rejected (50%), above max_reject_ratio 5%" in state.error_message
+    assert len(quarantined(spark, lake)) == 10
+    assert silver(spark, lake) is None
+
+
+def test_missing_source_fails_with_a_distinct_error(spark, lake) -> None:
+    state = run(spark, lake)
+    assert (state.state, state.error_class) == (FAILED, "SourceMissingError")
+    assert state.error_message.startswith(f"no source files for {D} under ")
+
+
+def test_empty_source_file_fails_unless_the_job_allows_empty(spark, lake) -> None:
+    land(lake, [])
+    state = run(spark, lake)
+    assert (state.state, state.error_class) == (FAILED, "SourceMissingError")
+    assert f"source has no rows for {D}" in state.error_message
+
+    allowed = dataclasses.replace(ORDERS, allow_empty=True)
+    state = run(spark, lake, allowed, day=D2)  # D2 has no folder at all
+    assert (state.state, state.rows_read, state.rows_written) == (COMPLETE, 0, 0)
+
+
+def _with_target(spark, lake) -> None:
+    land(lake, GOOD_D2, day=D2)
+    assert run(spark, lake, day=D2).state == COMPLETE
+    land(lake, GOOD)
+
+
+def test_drift_new_column_fails_by_default_then_evolves_or_is_ignored(spark, lake) -> None:
+    _with_target(spark, lake)
+    extra = dataclasses.replace(
+        ORDERS, transform=lambda df: ORDERS.transform(df).withColumn("channel", F.lit("web"))
+    )
+    state = run(spark, lake, extra)
+    assert (state.state, state.error_class) == (FAILED, "SchemaMismatchError")
+    assert "new column(s) channel not in the target" in state.error_message
+
+    assert run(spark, lake, dataclasses.replace(extra, schema_drift="ignore")).state == COMPLETE
+    assert "channel" not in silver(spark, lake).columns
+
+    evolved = run(spark, lake, dataclasses.replace(extra, schema_drift="evolve"), force=True)
+    assert evolved.state == COMPLETE, evolved.error_message
+    channels = {r.channel for r in silver(spark, lake).where(F.col("order_date") == D).collect()}
+    assert channels == {"web"}
+
+
+def test_drift_missing_required_column_names_it_and_its_type(spark, lake) -> None:
+    _with_target(spark, lake)
+    job = dataclasses.replace(ORDERS, transform=lambda df: ORDERS.transform(df).drop("currency"))
+    state = run(spark, lake, job)
+    assert (state.state, state.error_class) == (FAILED, "SchemaMismatchError")
+    assert "required column currency is missing: expected string, found none" in (
+        state.error_message
+    )
+
+
+def test_drift_changed_type_names_expected_and_found(spark, lake) -> None:
+    _with_target(spark, lake)
+    job = dataclasses.replace(
+        ORDERS,
+        transform=lambda df: ORDERS.transform(df).withColumn(
+            "amount", F.col("amount").cast("double")
+        ),
+    )
+    state = run(spark, lake, job)
+    assert (state.state, state.error_class) == (FAILED, "SchemaMismatchError")
+    assert "column amount changed type: expected decimal(12,2), found double" in (
+        state.error_message
+    )
+
+
+@dataclasses.dataclass
+class FlakyStorage:
+    """The landing source behind storage that resets the first connection."""
+
+    inner: object
+    failures: int = 1
+
+    def describe(self, lakehouse):
+        return self.inner.describe(lakehouse)
+
+    def empty(self, spark, lakehouse):
+        return self.inner.empty(spark, lakehouse)
+
+    def read(self, spark, lakehouse, partition):
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionResetError("connection reset by peer")
+        return self.inner.read(spark, lakehouse, partition)
+
+
+def _attempts(spark, cfg: Config, day: dt.date = D) -> list[tuple[int, str]]:
+    ledger = Ledger(spark, Lakehouse(cfg.lakehouse).framework_table("ledger"))
+    rows = ledger.frame().where(F.col("partition") == day).where(F.col("seq") == 2).collect()
+    return sorted((r.attempt, r.state) for r in rows)
+
+
+def test_transient_failure_is_retried_then_succeeds(spark, lake) -> None:
+    land(lake, GOOD)
+    job = dataclasses.replace(ORDERS, source=FlakyStorage(ORDERS.source))
+    state = run(spark, lake, job, retry_base_seconds=0.01)
+    assert (state.state, state.attempt) == (COMPLETE, 2)
+    assert _attempts(spark, lake) == [(1, FAILED), (2, COMPLETE)]
+    ledger = Ledger(spark, Lakehouse(lake.lakehouse).framework_table("ledger"))
+    first = ledger.frame().where("attempt = 1 AND state = 'failed'").first()
+    assert (first.error_class, first.error_message) == (
+        "ConnectionResetError",
+        "connection reset by peer",
+    )
+
+
+def test_permanent_failure_is_not_retried(spark, lake) -> None:
+    land(lake, [*GOOD[:10], *("{broken" for _ in range(10))])
+    run(spark, lake, retry_base_seconds=0.01)
+    assert _attempts(spark, lake) == [(1, FAILED)]
+
+
+def test_only_failed_picks_up_exactly_the_failed_partitions(spark, lake) -> None:
+    land(lake, GOOD_D2, day=D2)
+    report = run_job(spark, Lakehouse(lake.lakehouse), ORDERS, RunRequest.for_dates([D, D2]))
+    assert [r.state for r in report.results] == [FAILED, COMPLETE]
+    land(lake, GOOD)
+    again = run_job(
+        spark, Lakehouse(lake.lakehouse), ORDERS, RunRequest.for_dates([], only_failed=True)
+    )
+    assert [(r.partition, r.state, r.attempt) for r in again.results] == [(D, COMPLETE, 2)]
+
+
+def test_illegal_table_names_are_refused_before_any_sql() -> None:
+    with pytest.raises(InvalidNameError, match="invalid table name part 'orders; DROP'"):
+        dataclasses.replace(ORDERS, sink=MergeSink("silver.orders; DROP"))
+    with pytest.raises(InvalidNameError, match="invalid column name"):
+        dataclasses.replace(ORDERS, key=("source_id`) OR (1=1",))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--lakehouse", "/etc/hostname/lake"], "lakehouse path /etc/hostname/lake is unusable"),
+        (["--conf", "{bad_catalog}"], "config key 'lakehouse.catalog' in"),
+    ],
+    ids=["unusable_lakehouse", "illegal_catalog_name"],
+)
+def test_bad_cli_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys) -> None:
+    bad_catalog = tmp_path / "bad.toml"
+    bad_catalog.write_text('[lakehouse]\ncatalog = "main; DROP"\n')
+    argv = [a.format(bad_catalog=bad_catalog) for a in argv]
+    assert main(["status", "orders_daily", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_quarantine_command_shows_rows_and_reasons(spark, lake, capsys) -> None:
+    land(lake, [*GOOD, event(99, currency="XXX")])
+    run(spark, lake)
+    conf = Path(lake.lakehouse.root).parent / "c.toml"
+    conf.write_text(f'[lakehouse]\nlanding = "{lake.lakehouse.landing}"\n')
+    code = main(
+        [
+            "quarantine",
+            "orders_daily",
+            "--date",
+            str(D),
+            "--lakehouse",
+            lake.lakehouse.root,
+            "--conf",
+            str(conf),
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "currency in (EUR, USD, GBP)" in out and "1 quarantined record(s)" in out
