@@ -1,0 +1,146 @@
+"""What the Databricks notebooks in ``notebooks/`` call: widgets in, one framework call.
+
+The notebooks declare their widgets and call these functions; all parsing, validation
+and work happens here, where it is tested. ``widgets`` is ``dbutils.widgets`` on
+Databricks and :class:`framework.testing.dbutils.LocalWidgets` in tests.
+
+Example (a notebook cell)::
+
+    report = run_from_widgets(spark, dbutils.widgets)
+    display(report_frame(spark, report))
+    raise_for_status(report)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+from typing import Protocol
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
+from rich.console import Console
+
+from framework.cli import parse_date
+from framework.config import Config, load_config
+from framework.errors import PartitionError, UsageError
+from framework.ledger import COUNT_FIELDS, LEDGER_SCHEMA, Ledger
+from framework.registry import get_job
+from framework.report import date_range, print_status
+from framework.runner import RunReport, RunRequest, run_job
+from framework.tables import Lakehouse
+
+MODES = ("run", "force", "only-failed")
+
+
+class Widgets(Protocol):
+    def get(self, name: str) -> str: ...
+
+
+def notebook_config(widgets: Widgets) -> Config:
+    """``conf`` widget: a TOML file (default: the built-in local defaults); ``lakehouse``
+    widget overrides the local root. On Databricks point ``conf`` at databricks.toml."""
+    return load_config(widgets.get("conf") or None, lakehouse=widgets.get("lakehouse") or None)
+
+
+def _date(widgets: Widgets, name: str) -> dt.date | None:
+    text = widgets.get(name).strip()
+    if not text:
+        return None
+    try:
+        return parse_date(text)
+    except argparse.ArgumentTypeError as error:
+        raise UsageError(f"widget {name}: {error}") from None
+
+
+def widget_dates(widgets: Widgets, *, required: bool = True) -> list[dt.date]:
+    """``date``, or ``from`` and ``to``; empty when not required and none given."""
+    one, start, end = _date(widgets, "date"), _date(widgets, "from"), _date(widgets, "to")
+    if one and (start or end):
+        raise UsageError("fill either the date widget or the from/to widgets, not both")
+    if one:
+        return [one]
+    if bool(start) != bool(end):
+        raise UsageError("the from and to widgets go together")
+    if start and end:
+        if start > end:
+            raise UsageError(f"from {start} is after to {end}")
+        return date_range(start, end)
+    if required:
+        raise UsageError("fill the date widget, or the from and to widgets")
+    return []
+
+
+def run_from_widgets(spark: SparkSession, widgets: Widgets) -> RunReport:
+    """The ``run_job`` notebook: widgets job, date | from+to, mode, conf, lakehouse."""
+    mode = widgets.get("mode")
+    if mode not in MODES:
+        raise UsageError(f"mode widget {mode!r} is not one of: {', '.join(MODES)}")
+    config = notebook_config(widgets)
+    job = get_job(widgets.get("job"))
+    dates = widget_dates(widgets, required=mode != "only-failed")
+    request = RunRequest.for_dates(
+        dates,
+        force=mode == "force",
+        only_failed=mode == "only-failed",
+        lease_seconds=config.run.lease_seconds,
+    )
+    return run_job(spark, Lakehouse(config.lakehouse), job, request)
+
+
+def reprocess_from_widgets(spark: SparkSession, widgets: Widgets) -> RunReport:
+    """The ``reprocess_date`` notebook: a forced, idempotent rerun of one whole date,
+    only when the ``confirm`` widget says YES."""
+    config = notebook_config(widgets)
+    job = get_job(widgets.get("job"))
+    day = _date(widgets, "date")
+    if day is None:
+        raise UsageError("fill the date widget with the date to reprocess")
+    if widgets.get("confirm") != "YES":
+        raise UsageError(
+            f"set the confirm widget to YES to reprocess {job.name} for {day}; nothing was done"
+        )
+    request = RunRequest.for_dates([day], force=True, lease_seconds=config.run.lease_seconds)
+    return run_job(spark, Lakehouse(config.lakehouse), job, request)
+
+
+def report_frame(spark: SparkSession, report: RunReport) -> DataFrame:
+    """The run's partitions as a DataFrame, for ``display``."""
+    fields = ["partition", "state", "attempt", *COUNT_FIELDS, "error_class", "error_message"]
+    schema = StructType([LEDGER_SCHEMA[f] for f in fields])
+    rows = [tuple(getattr(s, f) for f in fields) for s in [*report.healed, *report.results]]
+    return spark.createDataFrame(rows, schema=schema)
+
+
+def raise_for_status(report: RunReport) -> None:
+    """Fail the notebook (and so the Databricks job run) unless every partition is complete."""
+    if report.exit_code != 0:
+        raise PartitionError(
+            f"{report.job}: {len(report.incomplete)} partition(s) not complete: "
+            f"{', '.join(map(str, report.incomplete))}"
+        )
+
+
+def status_text(spark: SparkSession, widgets: Widgets) -> str:
+    """The ``partition_status`` notebook's text: the status table, runbook and the
+    recovery command, exactly as ``ninelives status`` prints them."""
+    config = notebook_config(widgets)
+    job = get_job(widgets.get("job"))
+    states = Ledger(spark, Lakehouse(config.lakehouse).framework_table("ledger")).states(job.name)[
+        job.name
+    ]
+    dates = widget_dates(widgets, required=False) or (
+        date_range(min(states), max(states)) if states else []
+    )
+    buffer = io.StringIO()
+    print_status(job.name, dates, states, Console(file=buffer, width=160))
+    return buffer.getvalue()
+
+
+def ledger_frame(spark: SparkSession, widgets: Widgets) -> DataFrame:
+    """Every ledger row of the widget's job, newest first, for ``display``."""
+    config = notebook_config(widgets)
+    job = get_job(widgets.get("job"))
+    rows = Ledger(spark, Lakehouse(config.lakehouse).framework_table("ledger")).frame()
+    return rows.where(rows.job == job.name).orderBy("partition", "attempt", "seq", "recorded_at")

@@ -1,0 +1,1 @@
+"""Helpers for testing jobs and notebooks locally (not used in production paths)."""
