@@ -62,9 +62,32 @@ def local_session_builder(spark_config: SparkConfig) -> SparkSession.Builder:
     return configure_spark_with_delta_pip(builder)
 
 
+def under_spark_submit() -> bool:
+    """True when spark-submit launched this driver: it has already chosen the master,
+    the jars and the driver's memory, which a local builder must not override."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def submitted_session_builder(spark_config: SparkConfig) -> SparkSession.Builder:
+    """A builder for a driver launched by spark-submit: only the SQL settings.
+
+    Delta itself comes from the cluster (Databricks) or from ``--packages`` /
+    ``--jars`` on the spark-submit command line.
+    """
+    builder = SparkSession.builder.appName(spark_config.app_name).config(
+        "spark.sql.shuffle.partitions", str(spark_config.shuffle_partitions)
+    )
+    for key, value in {**DELTA_CONFS, **spark_config.extra}.items():
+        builder = builder.config(key, value)
+    return builder
+
+
 def get_or_create_session(config: Config) -> SparkSession:
-    """The active session if there is one, else a new local Delta session."""
+    """The active session if there is one (Databricks, notebooks, tests); under
+    spark-submit a session on the submitted master; else a new local Delta session."""
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    if under_spark_submit():
+        return submitted_session_builder(config.spark).getOrCreate()
     return local_session_builder(config.spark).getOrCreate()
