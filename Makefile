@@ -10,9 +10,20 @@ export NINELIVES_JARS_DIR := $(CURDIR)/$(JARS)
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
 
-.PHONY: setup run test soak lint bench clean java
+.PHONY: setup run test soak lint bench clean java tools
 
-setup: java $(BIN)/.installed $(JARS)/.resolved
+setup: java $(BIN)/.installed $(JARS)/.resolved tools
+
+# Servers and a browser the ops tests drive for real: a Prometheus Pushgateway and
+# headless Chromium, from Debian. Skipped when present; tests skip with a reason
+# where they cannot be installed (no root, no apt).
+tools:
+	@if ! command -v prometheus-pushgateway >/dev/null || ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      prometheus-pushgateway chromium >/dev/null) || echo "ninelives: could not install pushgateway/chromium; their tests will skip" >&2; \
+	  else echo "ninelives: pushgateway/chromium missing and not root; their tests will skip" >&2; fi; \
+	fi
 
 # One clear line instead of a JVM stack trace when Java is missing or too old.
 java:

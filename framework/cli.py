@@ -19,16 +19,18 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from rich.console import Console
+from rich.table import Table
 
 from framework.config import Config, load_config
 from framework.errors import NinelivesError, UsageError
 from framework.leases import held_message
-from framework.ledger import Ledger
+from framework.ops_cli import OPS_COMMANDS, observe_run, register_ops_commands
 from framework.registry import get_job
-from framework.report import date_range, print_run_summary, print_status
+from framework.report import date_range, print_run_summary
 from framework.runner import RunRequest, reconcile, run_job
 from framework.tables import Lakehouse
 
@@ -42,10 +44,17 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_date(text: str) -> dt.date:
+    """``YYYY-MM-DD``, or ``today`` / ``yesterday`` (UTC), as schedulers like to pass."""
+    today = dt.datetime.now(dt.timezone.utc).date()
+    relative = {"today": today, "yesterday": today - dt.timedelta(days=1)}
+    if text in relative:
+        return relative[text]
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid date {text!r}: expected YYYY-MM-DD") from None
+        raise argparse.ArgumentTypeError(
+            f"invalid date {text!r}: expected YYYY-MM-DD, today or yesterday"
+        ) from None
 
 
 def _positive(text: str) -> int:
@@ -93,15 +102,39 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="print the plan, process nothing")
     run.add_argument("--fail-fast", action="store_true", help="stop at the first failure")
     run.add_argument("--wait", action="store_true", help="wait for partitions another runner holds")
+    run.add_argument(
+        "--max-parallel",
+        type=_positive,
+        default=1,
+        help="partitions processed at once in this Spark application (default 1)",
+    )
+    run.add_argument(
+        "--include-stale",
+        action="store_true",
+        help="also reprocess complete partitions whose input changed since (late files)",
+    )
+    run.add_argument(
+        "--only-failed",
+        action="store_true",
+        help="only partitions whose last attempt failed (all of them without dates)",
+    )
 
     reconcile = commands.add_parser(
         "reconcile", parents=[common], help="settle partitions whose runner died"
     )
     reconcile.add_argument("job")
 
+    quarantine = commands.add_parser(
+        "quarantine", parents=[common], help="show quarantined records and their reasons"
+    )
+    quarantine.add_argument("job")
+    quarantine.add_argument("--date", type=parse_date, help="one partition, YYYY-MM-DD")
+    quarantine.add_argument("--limit", type=_positive, default=50, help="rows shown")
+
     status = commands.add_parser("status", parents=[common], help="show partition states")
     status.add_argument("job")
     add_dates(status)
+    register_ops_commands(commands, common)
     return parser
 
 
@@ -127,7 +160,22 @@ def requested_dates(args: argparse.Namespace, *, required: bool) -> list[dt.date
 def _config(args: argparse.Namespace) -> Config:
     conf = getattr(args, "conf", None) or os.environ.get("NINELIVES_CONF") or None
     lakehouse = getattr(args, "lakehouse", None) or os.environ.get("NINELIVES_LAKEHOUSE")
-    return load_config(conf, lakehouse=lakehouse)
+    config = load_config(conf, lakehouse=lakehouse)
+    if not config.lakehouse.catalog:
+        check_lakehouse_root(config.lakehouse.root)
+    return config
+
+
+def check_lakehouse_root(root: str) -> None:
+    """A local lakehouse root must be a readable, writable folder, or creatable."""
+    path = Path(root)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir():
+        raise UsageError(f"lakehouse path {root} is unusable: {existing} is not a directory")
+    if not os.access(existing, os.R_OK | os.W_OK | os.X_OK):
+        raise UsageError(
+            f"lakehouse path {root} is unusable: {existing} is not readable and writable"
+        )
 
 
 def _cli_options(args: argparse.Namespace) -> str:
@@ -163,20 +211,25 @@ def _cmd_seed(args: argparse.Namespace, config: Config, console: Console) -> int
 
 def _cmd_run(args: argparse.Namespace, config: Config, console: Console) -> int:
     job = get_job(args.job)
-    dates = requested_dates(args, required=True)
-    assert dates is not None
+    dates = requested_dates(args, required=not args.only_failed) or []
+    if args.only_failed and args.force:
+        raise UsageError("--only-failed and --force do not go together")
     from framework.session import get_or_create_session
 
     spark = get_or_create_session(config)
     request = RunRequest.for_dates(
         dates,
+        only_failed=args.only_failed,
+        include_stale=args.include_stale or config.run.include_stale,
+        max_parallel=args.max_parallel,
         force=args.force,
         dry_run=args.dry_run,
         fail_fast=args.fail_fast or config.run.fail_fast,
         wait=args.wait,
         lease_seconds=config.run.lease_seconds,
     )
-    report = run_job(spark, Lakehouse(config.lakehouse), job, request)
+    with observe_run(args, config, spark) as observers:
+        report = run_job(spark, Lakehouse(config.lakehouse), job, request, observers=observers)
     if args.dry_run:
         to_run = ", ".join(map(str, report.plan.to_run)) or "nothing"
         console.print(
@@ -188,20 +241,6 @@ def _cmd_run(args: argparse.Namespace, config: Config, console: Console) -> int:
     for state in report.held.values():
         print(f"ninelives: {held_message(job.name, state)}", file=sys.stderr)
     return report.exit_code
-
-
-def _cmd_status(args: argparse.Namespace, config: Config, console: Console) -> int:
-    job = get_job(args.job)
-    dates = requested_dates(args, required=False)
-    from framework.session import get_or_create_session
-
-    spark = get_or_create_session(config)
-    lakehouse = Lakehouse(config.lakehouse)
-    states = Ledger(spark, lakehouse.framework_table("ledger")).states(job.name)[job.name]
-    if dates is None:
-        dates = date_range(min(states), max(states)) if states else []
-    print_status(job.name, dates, states, console, _cli_options(args))
-    return 0
 
 
 def _cmd_reconcile(args: argparse.Namespace, config: Config, console: Console) -> int:
@@ -223,12 +262,40 @@ def _cmd_reconcile(args: argparse.Namespace, config: Config, console: Console) -
     return 0
 
 
+def _cmd_quarantine(args: argparse.Namespace, config: Config, console: Console) -> int:
+    job = get_job(args.job)
+    from framework.quarantine import quarantine_table
+    from framework.session import get_or_create_session
+
+    spark = get_or_create_session(config)
+    ref = quarantine_table(Lakehouse(config.lakehouse), job.name)
+    if not ref.exists(spark):
+        console.print(f"{job.name}: no quarantined records ({ref} does not exist)")
+        return 0
+    rows = ref.read(spark)
+    if args.date:
+        rows = rows.where(rows.partition == args.date)
+    total = rows.count()
+    table = Table(title=f"{job.name} quarantine", title_justify="left")
+    for name in ("partition", "reason", "raw", "run_id", "attempt"):
+        table.add_column(name, overflow="fold")
+    for row in rows.orderBy("partition", "reason", "raw").limit(args.limit).collect():
+        raw = row.raw if row.raw is None or len(row.raw) <= 120 else row.raw[:117] + "..."
+        table.add_row(str(row.partition), row.reason, raw, row.run_id, str(row.attempt))
+    console.print(table)
+    console.print(
+        f"{total} quarantined record(s)" + (f", {args.limit} shown" if total > args.limit else "")
+    )
+    return 0
+
+
 COMMANDS = {
+    "quarantine": _cmd_quarantine,
     "seed": _cmd_seed,
     "run": _cmd_run,
-    "status": _cmd_status,
     "reconcile": _cmd_reconcile,
 }
+COMMANDS.update(OPS_COMMANDS)  # history, report; status with --state/--json
 
 
 def main(argv: Sequence[str] | None = None) -> int:

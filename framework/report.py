@@ -1,36 +1,128 @@
-"""Human-readable output: the per-partition run summary and the status table.
+"""Human-readable output: the run summary, the status table and the runbook.
 
-Both end with what to do next, as a command that can be copied as is.
+Both end with what to do next, as a command that can be copied as is. The runbook
+(:func:`plan_recovery`) says, for the partitions shown, what failed and why, and what
+that command will do: which partitions it processes, which complete ones it leaves
+untouched, whose leases it takes over. ``ninelives status --json`` prints the same
+content as one JSON document (:func:`status_document`).
+
+Example::
+
+    recovery = plan_recovery("orders_daily", dates, states, cli_options=" --lakehouse /lh")
+    recovery.commands[-1]   # 'ninelives run orders_daily --from 2024-01-02 --to 2024-01-03 ...'
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from collections.abc import Sequence
+import json
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from rich.console import Console
 from rich.table import Table
 
-from framework.ledger import COMPLETE, FAILED, RUNNING, PartitionState
+from framework.leases import is_held, this_host
+from framework.ledger import COMPLETE, FAILED, PENDING, RUNNING, PartitionState, utcnow
 from framework.runner import RunReport
 
 MISSING = "missing"
+STATUS_STATES = (COMPLETE, FAILED, RUNNING, PENDING, MISSING)
+"""What ``status --state`` accepts: the ledger states plus ``missing`` (never run)."""
 _STYLE = {COMPLETE: "green", FAILED: "bold red", RUNNING: "yellow", MISSING: "dim"}
+
+# Why a partition failed, by error class, and what to do before rerunning.
+_HINTS = {
+    "SourceMissingError": (
+        "the source has no data for the date. Check that its delivery arrived (the path is "
+        "in the message); a rerun reads it again"
+    ),
+    "SchemaMismatchError": (
+        "the source or the transform output lacks a column the job declares. Fix the data "
+        "or the job first; a rerun with the same input fails the same way"
+    ),
+    "AccountingError": (
+        "read != written + rejected + duplicates, so nothing was marked complete. A rerun "
+        "recomputes the partition; if it fails again, report it as a bug with this message"
+    ),
+    "FencedError": (
+        "a newer attempt committed first and this attempt's result was discarded; "
+        "a rerun skips the partition if that attempt completed"
+    ),
+    "AbandonedAttempt": (
+        "the runner died (kill, out of memory, lost node) before its writes all reached "
+        "Delta; a rerun processes the partition again from its source"
+    ),
+    "KeyColumnTypeError": "a key column has a type without a canonical encoding: fix the job",
+}
+_CONCURRENCY_HINT = (
+    "another writer committed to the same table at the same moment: transient, a rerun retries"
+)
+_UPSTREAM_HINT = "an upstream job is not complete for the date: complete it first (command below)"
+_DEFAULT_HINT = (
+    "unexpected error: read the message; set NINELIVES_DEBUG=1 on the rerun for the traceback"
+)
 
 
 def date_range(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
 
 
+def state_name(state: PartitionState | None) -> str:
+    return state.state if state is not None else MISSING
+
+
+def error_hint(error_class: str | None, error_message: str | None = None) -> str:
+    """One sentence: why a partition with this error failed and what a rerun does about it."""
+    name = (error_class or "").split(":")[0]
+    if name in _HINTS:
+        return _HINTS[name]
+    if "upstream job" in (error_message or ""):
+        return _UPSTREAM_HINT
+    if name.startswith("Concurrent") or "ConcurrentModification" in name:
+        return _CONCURRENCY_HINT
+    return _DEFAULT_HINT
+
+
+def dates_text(dates: Iterable[dt.date], limit: int = 8) -> str:
+    """``2024-01-01..2024-01-03, 2024-01-07``: consecutive dates folded into ranges."""
+    runs: list[list[dt.date]] = []
+    for d in sorted(set(dates)):
+        if runs and d - runs[-1][-1] == dt.timedelta(days=1):
+            runs[-1].append(d)
+        else:
+            runs.append([d])
+    parts = [f"{r[0]}..{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs]
+    if len(parts) > limit:
+        return ", ".join(parts[:limit]) + f" and {len(parts) - limit} more"
+    return ", ".join(parts)
+
+
 def _n(value: int | None) -> str:
     return "" if value is None else f"{value:,}"
+
+
+def _first_line(text: str | None, width: int = 160) -> str:
+    return (text or "").strip().splitlines()[0][:width] if (text or "").strip() else ""
 
 
 def _error(state: PartitionState | None) -> str:
     if state is None or not state.error_message:
         return ""
-    first = state.error_message.splitlines()[0]
-    return f"{state.error_class}: {first[:160]}"
+    return f"{state.error_class}: {_first_line(state.error_message)}"
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    """Spark returns naive local datetimes; the framework thinks in UTC."""
+    if value is None:
+        return None
+    return value.astimezone(dt.timezone.utc)
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    utc = _utc(value)
+    return utc.isoformat(timespec="seconds").replace("+00:00", "Z") if utc else None
 
 
 def _table(title: str, extra: Sequence[str] = ()) -> Table:
@@ -53,14 +145,15 @@ def _table(title: str, extra: Sequence[str] = ()) -> Table:
     return table
 
 
-def _cells(partition: dt.date, state: PartitionState | None) -> list[str]:
-    name = state.state if state else MISSING
+def _cells(partition: dt.date, state: PartitionState | None, note: str = "") -> list[str]:
+    name = state_name(state)
     style = _STYLE.get(name, "")
+    shown = f"[{style}]{name}[/]" + (f" ({note})" if note else "")
     if state is None:
-        return [partition.isoformat(), f"[{style}]{name}[/]", "0", *[""] * 7]
+        return [partition.isoformat(), shown, "0", *[""] * 7]
     return [
         partition.isoformat(),
-        f"[{style}]{name}[/]",
+        shown,
         str(state.attempt),
         _n(state.rows_read),
         _n(state.rows_written),
@@ -72,14 +165,20 @@ def _cells(partition: dt.date, state: PartitionState | None) -> list[str]:
     ]
 
 
-def recovery_command(job: str, bad: Sequence[dt.date], cli_options: str = "") -> str:
+def _escape(text: str) -> str:
+    return text.replace("[", r"\[")
+
+
+def recovery_command(
+    job: str, bad: Sequence[dt.date], cli_options: str = "", *, wait: bool = False
+) -> str:
     """One command that reruns exactly the partitions that are not complete.
 
     A plain rerun skips complete partitions, so a range covering the bad ones is exact.
     """
     first, last = min(bad), max(bad)
     dates = f"--date {first}" if first == last else f"--from {first} --to {last}"
-    return f"ninelives run {job} {dates}{cli_options}"
+    return f"ninelives run {job} {dates}{' --wait' if wait else ''}{cli_options}"
 
 
 def print_run_summary(report: RunReport, console: Console, cli_options: str = "") -> None:
@@ -89,7 +188,7 @@ def print_run_summary(report: RunReport, console: Console, cli_options: str = ""
         table.add_row(*_cells(state.partition, state), "0.0", note)
     for state in report.results:
         seconds = report.seconds.get(state.partition, 0.0)
-        table.add_row(*_cells(state.partition, state), f"{seconds:.1f}", _error(state))
+        table.add_row(*_cells(state.partition, state), f"{seconds:.1f}", _escape(_error(state)))
     if report.results or report.healed:
         console.print(table)
     skipped = len(report.plan.skipped)
@@ -102,7 +201,245 @@ def print_run_summary(report: RunReport, console: Console, cli_options: str = ""
         + (f", {len(report.held)} held by another runner" if report.held else "")
     )
     if report.incomplete:
-        console.print(f"To recover: {recovery_command(report.job, report.incomplete, cli_options)}")
+        command = recovery_command(report.job, report.incomplete, cli_options)
+        console.print(f"To recover: {command}", markup=False, soft_wrap=True)
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """The runbook for a set of partitions, and the commands that recover them.
+
+    ``commands`` are to be run in order; the last one reruns the job itself. Empty when
+    every partition shown is complete.
+    """
+
+    lines: tuple[str, ...]
+    commands: tuple[str, ...]
+    to_process: tuple[dt.date, ...] = ()
+    untouched: tuple[dt.date, ...] = ()
+    taken_over: tuple[dt.date, ...] = ()
+    waited_for: tuple[dt.date, ...] = ()
+
+
+def _owner(state: PartitionState) -> str:
+    return f"run {state.run_id}, pid {state.pid} on {state.host}"
+
+
+def plan_recovery(
+    job: str,
+    shown: Sequence[dt.date],
+    states: Mapping[dt.date, PartitionState],
+    *,
+    cli_options: str = "",
+    upstream: Mapping[str, Mapping[dt.date, PartitionState]] | None = None,
+    now: dt.datetime | None = None,
+    host: str | None = None,
+) -> Recovery:
+    """What went wrong with the ``shown`` partitions, and what the recovery command does.
+
+    :param states: the newest ledger state of every partition of ``job`` (not only the
+        shown ones: the command covers a date range, and complete dates inside it are
+        reported as untouched).
+    :param upstream: newest states of the jobs ``job`` depends on; partitions missing
+        there get a command of their own, to run first.
+    :param now: and ``host`` decide whether a ``running`` lease is still held
+        (defaults: the current time and this host).
+
+    Example::
+
+        recovery = plan_recovery("orders_daily", dates, states)
+        print("\\n".join(recovery.lines))
+    """
+    now = now or utcnow()
+    host = host or this_host()
+    bad = [p for p in shown if state_name(states.get(p)) != COMPLETE]
+    if not bad:
+        return Recovery(("Nothing to recover: every partition shown is complete.",), ())
+
+    span = date_range(min(bad), max(bad))
+    pending = [p for p in span if state_name(states.get(p)) != COMPLETE]
+    untouched = [p for p in span if state_name(states.get(p)) == COMPLETE]
+    live = [p for p in pending if is_held(states.get(p), now, host)]
+    dead = [p for p in pending if state_name(states.get(p)) == RUNNING and p not in live]
+    processed = [p for p in pending if p not in live]
+
+    lines = ["What happened:"]
+    failed = [states[p] for p in bad if state_name(states.get(p)) == FAILED]
+    by_class: dict[str, list[PartitionState]] = {}
+    for state in failed:
+        by_class.setdefault(state.error_class or "unknown error", []).append(state)
+    for error_class, group in sorted(by_class.items(), key=lambda kv: -len(kv[1])):
+        example = group[0]
+        lines.append(
+            f"  {len(group)} failed with {error_class}: {dates_text(s.partition for s in group)}"
+        )
+        when = iso(example.finished_at or example.recorded_at)
+        lines.append(
+            f"    e.g. {example.partition}, attempt {example.attempt} of run {example.run_id}"
+            f"{' at ' + when if when else ''}: {_first_line(example.error_message, 300)}"
+        )
+        lines.append(f"    why: {error_hint(error_class, example.error_message)}")
+    dead_shown = [p for p in bad if p in dead]
+    for p in dead_shown:
+        lines.append(
+            f"  {p} is running but its runner is gone ({_owner(states[p])}): "
+            "the lease is expired or its process is dead"
+        )
+    for p in (p for p in bad if p in live):
+        state = states[p]
+        lines.append(
+            f"  {p} is being processed by a live runner ({_owner(state)}, "
+            f"lease until {iso(state.lease_expires_at)})"
+        )
+    missing = [p for p in bad if p not in states]
+    if missing:
+        lines.append(f"  {len(missing)} never run: {dates_text(missing)}")
+    other = [p for p in bad if state_name(states.get(p)) == PENDING]
+    if other:
+        lines.append(f"  {len(other)} pending: {dates_text(other)}")
+
+    commands: list[str] = []
+    first_steps: list[str] = []
+    for name, upstream_states in sorted((upstream or {}).items()):
+        needed = [p for p in processed if state_name(upstream_states.get(p)) != COMPLETE]
+        if needed:
+            commands.append(recovery_command(name, needed, cli_options))
+            first_steps.append(
+                f"  first, the upstream job {name} must complete {dates_text(needed)}: "
+                f"{commands[-1]}"
+            )
+    final = recovery_command(job, bad, cli_options, wait=bool(live))
+    commands.append(final)
+
+    lines.append(f"What `{final}` does:")
+    lines.extend(first_steps)
+    if processed:
+        lines.append(
+            f"  processes {len(processed)} partition(s), each as a new attempt: "
+            f"{dates_text(processed)}"
+        )
+    if untouched:
+        lines.append(
+            f"  skips {len(untouched)} complete partition(s) in {span[0]}..{span[-1]} "
+            f"({dates_text(untouched)}): they are neither read nor written"
+        )
+    outside = [p for p in shown if p not in span and state_name(states.get(p)) == COMPLETE]
+    if outside:
+        lines.append(
+            f"  does not touch the {len(outside)} complete partition(s) outside that range "
+            f"({dates_text(outside)})"
+        )
+    if not untouched and not outside:
+        lines.append("  rewrites no complete partition: a rerun only does the missing work")
+    if dead:
+        lines.append(
+            f"  takes over the lease(s) of {dates_text(dead)} from the dead runner; where "
+            "its target commit already reached Delta, the partition is marked complete from "
+            "that commit without recomputing"
+        )
+    if live:
+        lines.append(
+            f"  waits (--wait) for {dates_text(live)}, held by a live runner, then skips "
+            "them if that runner completed them; without --wait it exits 3 naming the runner"
+        )
+    lines.append(
+        "  each partition is one idempotent Delta commit: if the rerun is killed too, "
+        "run the same command again"
+    )
+    return Recovery(
+        tuple(lines),
+        tuple(commands),
+        to_process=tuple(processed),
+        untouched=tuple(untouched),
+        taken_over=tuple(dead),
+        waited_for=tuple(live),
+    )
+
+
+def filter_partitions(
+    partitions: Sequence[dt.date],
+    states: Mapping[dt.date, PartitionState],
+    only: Iterable[str] = (),
+) -> list[dt.date]:
+    """The partitions whose state (``missing`` for never run) is one of ``only``, or all."""
+    wanted = set(only)
+    return [p for p in partitions if not wanted or state_name(states.get(p)) in wanted]
+
+
+def _lease_note(state: PartitionState | None, now: dt.datetime, host: str) -> str:
+    if state is None or state.state != RUNNING:
+        return ""
+    return "live runner" if is_held(state, now, host) else "runner gone"
+
+
+def status_document(
+    job: str,
+    shown: Sequence[dt.date],
+    states: Mapping[dt.date, PartitionState],
+    recovery: Recovery,
+    *,
+    now: dt.datetime | None = None,
+    host: str | None = None,
+) -> dict[str, object]:
+    """``status --json``: one entry per shown partition, the summary and the runbook."""
+    now = now or utcnow()
+    host = host or this_host()
+    rows = []
+    for p in shown:
+        state = states.get(p)
+        row: dict[str, object] = {
+            "partition": p.isoformat(),
+            "state": state_name(state),
+            "attempt": state.attempt if state else 0,
+        }
+        if state is not None:
+            row.update(state.counts())
+            row.update(
+                run_id=state.run_id,
+                host=state.host,
+                pid=state.pid,
+                target_version=state.target_version,
+                error_class=state.error_class,
+                error_message=state.error_message,
+                started_at=iso(state.started_at),
+                finished_at=iso(state.finished_at),
+                lease_expires_at=iso(state.lease_expires_at),
+                lease=_lease_note(state, now, host) or None,
+            )
+        rows.append(row)
+    summary: dict[str, int] = {}
+    for p in shown:
+        summary[state_name(states.get(p))] = summary.get(state_name(states.get(p)), 0) + 1
+    return {
+        "job": job,
+        "generated_at": iso(now),
+        "partitions": rows,
+        "summary": dict(sorted(summary.items())),
+        "runbook": list(recovery.lines),
+        "recovery_commands": list(recovery.commands),
+        "will_process": [p.isoformat() for p in recovery.to_process],
+        "untouched": [p.isoformat() for p in recovery.untouched],
+    }
+
+
+def _with_stale(
+    job: str,
+    recovery: Recovery,
+    stale: Sequence[dt.date],
+    bad: Sequence[dt.date],
+    cli_options: str,
+) -> Recovery:
+    """The recovery extended to stale partitions: the same range, ``--include-stale``."""
+    lines = (
+        f"{len(stale)} complete partition(s) are stale, their input changed since they "
+        f"completed (late or corrected files): {', '.join(map(str, stale))}",
+        "  --include-stale reprocesses exactly those (idempotent: unchanged rows stay as "
+        "they are); other complete partitions are skipped",
+    )
+    command = recovery_command(job, [*bad, *stale], cli_options) + " --include-stale"
+    earlier = recovery.commands[:-1]
+    kept = recovery.lines if recovery.commands else ()
+    return dataclasses.replace(recovery, lines=(*kept, *lines), commands=(*earlier, command))
 
 
 def print_status(
@@ -111,23 +448,60 @@ def print_status(
     states: dict[dt.date, PartitionState],
     console: Console,
     cli_options: str = "",
+    *,
+    only: Iterable[str] = (),
+    as_json: bool = False,
+    upstream: Mapping[str, Mapping[dt.date, PartitionState]] | None = None,
+    now: dt.datetime | None = None,
+    stale: Collection[dt.date] = (),
 ) -> list[dt.date]:
-    """Print one row per partition; return the partitions that are not complete."""
+    """Print one row per partition, the runbook and the recovery command.
+
+    ``stale`` are complete partitions whose input changed since: shown as ``stale``,
+    and recovered by a rerun with ``--include-stale``.
+
+    Returns the shown partitions that are not complete. ``only`` keeps the partitions
+    in those states (``missing`` included); ``as_json`` prints one JSON document instead.
+    The last line is always ``To recover: <command>`` or ``Nothing to recover: ...``.
+    """
+    now = now or utcnow()
+    host = this_host()
+    shown = filter_partitions(partitions, states, only)
+    recovery = plan_recovery(
+        job, shown, states, cli_options=cli_options, upstream=upstream, now=now, host=host
+    )
+    bad = [p for p in shown if state_name(states.get(p)) != COMPLETE]
+    if as_json:
+        document = status_document(job, shown, states, recovery, now=now, host=host)
+        console.out(json.dumps(document, indent=2), highlight=False)
+        return bad
+
+    stale_shown = [p for p in shown if p in set(stale)]
     table = _table(f"{job} status")
-    for partition in partitions:
+    for partition in shown:
         state = states.get(partition)
-        table.add_row(*_cells(partition, state), _error(state))
+        note = _lease_note(state, now, host)
+        if partition in stale_shown:
+            note = "stale: its input changed since it completed"
+        table.add_row(*_cells(partition, state, note), _escape(_error(state)))
     console.print(table)
-    bad = [p for p in partitions if p not in states or states[p].state != COMPLETE]
     by_state: dict[str, int] = {}
-    for p in partitions:
-        name = states[p].state if p in states else MISSING
+    for p in shown:
+        name = "stale" if p in stale_shown else state_name(states.get(p))
         by_state[name] = by_state.get(name, 0) + 1
     console.print(
         ", ".join(f"{n} {name}" for name, n in sorted(by_state.items())) or "no partitions"
     )
-    if bad:
-        console.print(f"To recover: {recovery_command(job, bad, cli_options)}")
-    else:
-        console.print("Nothing to recover: every partition shown is complete.")
+    if stale_shown:
+        recovery = _with_stale(job, recovery, stale_shown, bad, cli_options)
+    if not recovery.commands:
+        console.print(recovery.lines[0])
+        return bad
+    for line in recovery.lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    for command in recovery.commands[:-1]:
+        console.print(f"First: {command}", markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        f"To recover: {recovery.commands[-1]}", markup=False, highlight=False, soft_wrap=True
+    )
     return bad
