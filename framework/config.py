@@ -63,6 +63,8 @@ class RunConfig:
     fail_fast: bool = False
     lease_seconds: int = 600
     """How long a partition's lease lasts without renewal; renewed every third of it."""
+    include_stale: bool = False
+    """Every run also reprocesses complete partitions whose input changed (late data)."""
 
 
 @dataclass(frozen=True)

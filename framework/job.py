@@ -58,6 +58,9 @@ class Job:
         ``ignore`` (new columns dropped, missing ones NULL). A changed type always fails.
     :param max_attempts: attempts per partition and run for transient errors (Delta
         write conflicts, I/O errors), with exponential backoff and jitter.
+    :param lookback_days: every run also reprocesses the complete partitions of the N
+        days before the newest requested date, to pick up late data (idempotent:
+        unchanged rows are not rewritten).
     """
 
     name: str
@@ -73,6 +76,7 @@ class Job:
     max_reject_ratio: float = 1.0
     schema_drift: str = "fail"
     max_attempts: int = 3
+    lookback_days: int = 0
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -90,6 +94,8 @@ class Job:
             )
         if not 0 <= self.max_reject_ratio <= 1:
             raise UsageError(f"job {self.name}: max_reject_ratio must be between 0 and 1")
+        if self.lookback_days < 0:
+            raise UsageError(f"job {self.name}: lookback_days must be >= 0")
         if self.max_attempts < 1:
             raise UsageError(f"job {self.name}: max_attempts must be at least 1")
 

@@ -80,6 +80,7 @@ LEDGER_SCHEMA = StructType(
         StructField("target_version", LongType(), True),
         StructField("error_class", StringType(), True),
         StructField("error_message", StringType(), True),
+        StructField("fingerprint", StringType(), True),
         StructField("lease_expires_at", TimestampType(), True),
         StructField("started_at", TimestampType(), True),
         StructField("finished_at", TimestampType(), True),
@@ -117,6 +118,7 @@ class PartitionState:
     target_version: int | None = None
     error_class: str | None = None
     error_message: str | None = None
+    fingerprint: str | None = None
     lease_expires_at: dt.datetime | None = None
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
@@ -136,6 +138,10 @@ class PartitionState:
 
 class Ledger:
     """Reads and appends partition states. Every method is one Spark job at most."""
+
+    reads = 0
+    """How many times any ledger was read in this process (diagnostics and tests: a
+    plan must cost one read however many dates it covers)."""
 
     def __init__(self, spark: SparkSession, ref: TableRef) -> None:
         self.spark = spark
@@ -178,6 +184,7 @@ class Ledger:
     def states(self, *jobs: str) -> dict[str, dict[dt.date, PartitionState]]:
         """``{job: {partition: newest state}}`` for ``jobs``, in a single ledger read."""
         result: dict[str, dict[dt.date, PartitionState]] = {job: {} for job in jobs}
+        Ledger.reads += 1
         if not self.ref.exists(self.spark):
             return result
         for row in self.latest_frame(jobs).collect():

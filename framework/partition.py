@@ -195,6 +195,8 @@ def process_partition(
 ) -> PartitionState:
     """Do one attempt at one partition; return its ``complete`` state. Raises on failure."""
     partition = running.partition
+    # Before the read: input that arrives while we work makes the partition stale.
+    fingerprint = job.source.fingerprint(spark, lakehouse, partition)
     raw = _read(spark, lakehouse, job, partition)
     where = f"job {job.name}, partition {partition}"
     cached: list[DataFrame] = []
@@ -239,6 +241,7 @@ def process_partition(
                 "rows_dropped": counts.dropped,
                 "rows_duplicate": counts.duplicate,
                 "quarantine": int(write_rejects),
+                "fingerprint": fingerprint,
             },
         )
         if counts.read and counts.rejected / counts.read > job.max_reject_ratio:
@@ -299,6 +302,7 @@ def process_partition(
             rows_duplicate=counts.duplicate,
             rows_rejected=counts.rejected,
             rows_dropped=counts.dropped,
+            fingerprint=fingerprint,
             target_version=commit.version,
             finished_at=utcnow(),
         )

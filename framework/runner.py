@@ -23,9 +23,11 @@ import dataclasses
 import datetime as dt
 import os
 import random
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -56,6 +58,8 @@ class RunRequest:
     fail_fast: bool = False
     wait: bool = False
     only_failed: bool = False
+    include_stale: bool = False
+    max_parallel: int = 1
     lease_seconds: float = 600.0
     wait_poll_seconds: float = 5.0
     retry_base_seconds: float = 2.0
@@ -67,16 +71,22 @@ class RunRequest:
 
 @dataclass(frozen=True)
 class Plan:
-    """``to_run`` = requested - complete (all of requested when forced)."""
+    """``to_run`` = (requested - complete) | (requested & rerun); all requested if forced.
+
+    ``rerun`` holds complete partitions to process again: stale ones (their input
+    changed) with ``include_stale``, and the job's lookback window.
+    """
 
     requested: frozenset[dt.date]
     complete: frozenset[dt.date]
     force: bool
+    rerun: frozenset[dt.date] = frozenset()
 
     @property
     def to_run(self) -> tuple[dt.date, ...]:
-        todo = self.requested if self.force else self.requested - self.complete
-        return tuple(sorted(todo))
+        if self.force:
+            return tuple(sorted(self.requested))
+        return tuple(sorted((self.requested - self.complete) | (self.requested & self.rerun)))
 
     @property
     def skipped(self) -> tuple[dt.date, ...]:
@@ -89,18 +99,45 @@ def plan_partitions(
     *,
     force: bool = False,
     only_failed: bool = False,
+    lookback_days: int = 0,
+    stale: Iterable[dt.date] = (),
 ) -> Plan:
     """The plan as set algebra over the ledger's states.
 
     ``only_failed`` narrows the request to failed partitions (all the job's failed
-    partitions when no dates are requested).
+    partitions when no dates are requested). ``lookback_days`` adds the complete
+    partitions of the days before the newest requested one; ``stale`` (complete
+    partitions whose input changed) are processed again.
     """
     asked = frozenset(requested)
     if only_failed:
         failed = frozenset(p for p, s in states.items() if s.state == FAILED)
         asked = failed & asked if asked else failed
     complete = frozenset(p for p, s in states.items() if s.state == COMPLETE)
-    return Plan(asked, complete, force)
+    lookback: frozenset[dt.date] = frozenset()
+    if lookback_days and asked and not only_failed:
+        newest = max(asked)
+        window = {newest - dt.timedelta(days=n) for n in range(1, lookback_days + 1)}
+        lookback = frozenset(window) & complete
+    return Plan(asked | lookback, complete, force, frozenset(stale) | lookback)
+
+
+def stale_partitions(
+    spark: SparkSession,
+    lakehouse: Lakehouse,
+    job: Job,
+    states: dict[dt.date, PartitionState],
+    candidates: Iterable[dt.date],
+) -> frozenset[dt.date]:
+    """Complete partitions among ``candidates`` whose input fingerprint changed since."""
+    stale = set()
+    for partition in candidates:
+        state = states.get(partition)
+        if state is None or state.state != COMPLETE or state.fingerprint is None:
+            continue
+        if job.source.fingerprint(spark, lakehouse, partition) != state.fingerprint:
+            stale.add(partition)
+    return frozenset(stale)
 
 
 @dataclass
@@ -194,8 +231,18 @@ def run_job(
         while True:
             all_states = ledger.states(job.name, *job.depends_on)
             states = all_states[job.name]
+            stale = (
+                stale_partitions(spark, lakehouse, job, states, request.partitions)
+                if request.include_stale and not request.force
+                else frozenset()
+            )
             plan = plan_partitions(
-                request.partitions, states, force=request.force, only_failed=request.only_failed
+                request.partitions,
+                states,
+                force=request.force,
+                only_failed=request.only_failed,
+                lookback_days=job.lookback_days,
+                stale=stale,
             )
             if report is None:
                 report = RunReport(job.name, run_id, plan, states=dict(states))
@@ -235,27 +282,22 @@ def run_job(
             renewer.hold(won.values())
             for state in sorted(won.values(), key=lambda s: s.partition):
                 _notify(observers, state, None)
-            stop = False
-            for partition in sorted(won):
-                crash_point("after_claim", partition)
-                final = _process_with_retries(
-                    spark,
-                    ledger,
-                    job,
-                    lakehouse,
-                    request,
-                    won[partition],
-                    states.get(partition),
-                    all_states,
-                    report,
-                    observers,
-                )
-                renewer.release(partition)
-                processed.add(partition)
-                report.results.append(final)
-                if final.state == FAILED and request.fail_fast:
-                    stop = True
-                    break
+            finals, stop = _process_claimed(
+                spark,
+                ledger,
+                lakehouse,
+                job,
+                request,
+                won,
+                states,
+                all_states,
+                report,
+                observers,
+                renewer,
+            )
+            processed.update(finals)
+            report.results.extend(finals.values())
+            report.results.sort(key=lambda r: r.partition)
             if stop or not held or not request.wait:
                 report.held = {p: s for p, s in held.items() if p not in processed}
                 report.finished_at = utcnow()
@@ -263,6 +305,71 @@ def run_job(
                     observer.run_finished(report)
                 return report
             time.sleep(request.wait_poll_seconds)
+
+
+def _process_claimed(
+    spark: SparkSession,
+    ledger: Ledger,
+    lakehouse: Lakehouse,
+    job: Job,
+    request: RunRequest,
+    won: dict[dt.date, PartitionState],
+    states: dict[dt.date, PartitionState],
+    all_states: dict[str, dict[dt.date, PartitionState]],
+    report: RunReport,
+    observers: Sequence[RunObserver],
+    renewer: LeaseRenewer,
+) -> tuple[dict[dt.date, PartitionState], bool]:
+    """Process the claimed partitions, ``request.max_parallel`` at a time.
+
+    Returns the final states and whether ``fail_fast`` stopped the run. Transaction ids
+    and commit metadata are session settings, so each worker thread gets a session of
+    its own (``spark.newSession()``: same SparkContext, own SQL settings).
+    """
+    sessions = threading.local()
+
+    def work(partition: dt.date) -> PartitionState:
+        session = spark
+        if request.max_parallel > 1:
+            if not hasattr(sessions, "spark"):
+                sessions.spark = spark.newSession()
+            session = sessions.spark
+        crash_point("after_claim", partition)
+        final = _process_with_retries(
+            session,
+            ledger,
+            job,
+            lakehouse,
+            request,
+            won[partition],
+            states.get(partition),
+            all_states,
+            report,
+            observers,
+        )
+        renewer.release(partition)
+        return final
+
+    finals: dict[dt.date, PartitionState] = {}
+    stop = False
+    if request.max_parallel == 1:  # in order, and fail_fast stops before the next one
+        for partition in sorted(won):
+            finals[partition] = work(partition)
+            if finals[partition].state == FAILED and request.fail_fast:
+                return finals, True
+        return finals, False
+    with ThreadPoolExecutor(max_workers=request.max_parallel) as pool:
+        pending = [pool.submit(work, p) for p in sorted(won)]
+        for future in as_completed(pending):
+            if future.cancelled():
+                continue
+            final = future.result()
+            finals[final.partition] = final
+            if final.state == FAILED and request.fail_fast and not stop:
+                stop = True
+                for other in pending:
+                    other.cancel()
+    return dict(sorted(finals.items())), stop
 
 
 class RunObserver(Protocol):
@@ -466,6 +573,7 @@ def _complete_from_commits(
         rows_duplicate=meta["rows_duplicate"],
         rows_rejected=meta["rows_rejected"],
         rows_dropped=dropped,
+        fingerprint=meta.get("fingerprint"),
         target_version=commit.version,
         error_class=None,
         error_message=None,

@@ -62,7 +62,7 @@ class CommitTag:
     partition: dt.date
     run_id: str
     attempt: int
-    counts: Mapping[str, int] = field(default_factory=dict)
+    counts: Mapping[str, int | str | None] = field(default_factory=dict)
     """Counts known before the write (read, rejected, duplicates): with the commit's own
     metrics they let a crashed attempt be marked complete without recomputing it."""
 

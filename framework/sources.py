@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -44,6 +45,13 @@ class Source(Protocol):
         """No rows, with the schema ``read`` would give (for ``allow_empty`` jobs)."""
         ...
 
+    def fingerprint(
+        self, spark: SparkSession, lakehouse: Lakehouse, partition: dt.date
+    ) -> str | None:
+        """A cheap digest of the partition's input, without reading its data; None
+        when there is no input. A changed digest marks a complete partition stale."""
+        ...
+
 
 @dataclass(frozen=True)
 class JsonLinesSource:
@@ -70,6 +78,21 @@ class JsonLinesSource:
 
     def empty(self, spark: SparkSession, lakehouse: Lakehouse) -> DataFrame:
         return spark.createDataFrame([], self.schema)
+
+    def fingerprint(
+        self, spark: SparkSession, lakehouse: Lakehouse, partition: dt.date
+    ) -> str | None:
+        """sha256 of the files' names, sizes and modification times: a late file, a
+        re-export or a corrected file changes it."""
+        folder = Path(self.partition_path(lakehouse, partition))
+        if not folder.is_dir():
+            return None
+        digest = hashlib.sha256()
+        for f in sorted(folder.iterdir()):
+            if f.is_file() and not f.name.startswith((".", "_")):
+                stat = f.stat()
+                digest.update(f"{f.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        return f"files:{digest.hexdigest()}"
 
     def read(self, spark: SparkSession, lakehouse: Lakehouse, partition: dt.date) -> DataFrame:
         path = self.partition_path(lakehouse, partition)
@@ -104,6 +127,18 @@ class DeltaSource:
 
     def empty(self, spark: SparkSession, lakehouse: Lakehouse) -> DataFrame:
         return lakehouse.table(self.table).read(spark).limit(0)
+
+    def fingerprint(
+        self, spark: SparkSession, lakehouse: Lakehouse, partition: dt.date
+    ) -> str | None:
+        """sha256 of the data files that hold the partition, from the Delta log alone
+        (partition pruning, no data read): any commit that rewrites or adds rows there
+        changes it. Deletes through deletion vectors alone do not."""
+        ref = lakehouse.table(self.table)
+        if not ref.exists(spark):
+            return None
+        files = self.read(spark, lakehouse, partition).inputFiles()
+        return "delta:" + hashlib.sha256("\n".join(sorted(files)).encode()).hexdigest()
 
     def read(self, spark: SparkSession, lakehouse: Lakehouse, partition: dt.date) -> DataFrame:
         ref = lakehouse.table(self.table)
