@@ -211,7 +211,13 @@ def _cmd_seed(args: argparse.Namespace, config: Config, console: Console) -> int
 
 def _cmd_run(args: argparse.Namespace, config: Config, console: Console) -> int:
     job = get_job(args.job)
-    dates = requested_dates(args, required=not args.only_failed) or []
+    until = None
+    if job.watermark_start is not None and not (args.date or args.start):
+        # A watermark job picks its windows itself: from the watermark to --to/yesterday.
+        until = args.end
+        dates = []
+    else:
+        dates = requested_dates(args, required=not args.only_failed) or []
     if args.only_failed and args.force:
         raise UsageError("--only-failed and --force do not go together")
     from framework.session import get_or_create_session
@@ -220,6 +226,7 @@ def _cmd_run(args: argparse.Namespace, config: Config, console: Console) -> int:
     request = RunRequest.for_dates(
         dates,
         only_failed=args.only_failed,
+        until=until,
         include_stale=args.include_stale or config.run.include_stale,
         max_parallel=args.max_parallel,
         force=args.force,

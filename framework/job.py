@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -58,6 +59,10 @@ class Job:
         ``ignore`` (new columns dropped, missing ones NULL). A changed type always fails.
     :param max_attempts: attempts per partition and run for transient errors (Delta
         write conflicts, I/O errors), with exponential backoff and jitter.
+    :param watermark_start: makes this an incremental (watermark) job over daily
+        windows of an append-only source, starting at this date. Its watermark is the
+        first window that is not complete; a run without dates processes the windows
+        from the watermark on, and a window behind it is only rerun with ``force``.
     :param lookback_days: every run also reprocesses the complete partitions of the N
         days before the newest requested date, to pick up late data (idempotent:
         unchanged rows are not rewritten).
@@ -77,6 +82,7 @@ class Job:
     schema_drift: str = "fail"
     max_attempts: int = 3
     lookback_days: int = 0
+    watermark_start: dt.date | None = None
     description: str = ""
 
     def __post_init__(self) -> None:

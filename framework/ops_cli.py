@@ -66,7 +66,7 @@ from framework.report import (
     print_status,
     state_name,
 )
-from framework.runner import RunObserver, stale_partitions
+from framework.runner import RunObserver, stale_partitions, watermark
 from framework.tables import Lakehouse
 
 PROGRESS_MODES = ("auto", "bar", "plain", "off")
@@ -307,6 +307,8 @@ def observe_run(
     )
     try:
         yield list(observers)
+    except UsageError:
+        raise  # refused before any work (a window behind the watermark): nothing ran
     except BaseException as error:
         for observer in observers:
             observer.run_aborted(error)
@@ -340,6 +342,11 @@ def cmd_status(args: argparse.Namespace, config: Config, console: Console) -> in
     if dates is None:
         dates = date_range(min(states), max(states)) if states else []
     stale = stale_partitions(spark, Lakehouse(config.lakehouse), job, states, dates)
+    if job.watermark_start is not None and not getattr(args, "json", False):
+        console.print(
+            f"{job.name} watermark: {watermark(job, states)} (windows before it are complete; "
+            "a window behind it is reprocessed only with --force)"
+        )
     print_status(
         job.name,
         dates,

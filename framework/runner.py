@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from pyspark.sql import SparkSession
 
 from framework.crashpoints import crash_point
-from framework.errors import NinelivesError, PartitionError, delta_conflicts
+from framework.errors import NinelivesError, PartitionError, UsageError, delta_conflicts
 from framework.job import Job
 from framework.leases import LeaseRenewer, is_held, this_host
 from framework.ledger import COMPLETE, FAILED, RUNNING, Ledger, PartitionState, utcnow
@@ -59,6 +59,8 @@ class RunRequest:
     wait: bool = False
     only_failed: bool = False
     include_stale: bool = False
+    until: dt.date | None = None
+    """Watermark jobs without dates: the last window to process (default yesterday)."""
     max_parallel: int = 1
     lease_seconds: float = 600.0
     wait_poll_seconds: float = 5.0
@@ -120,6 +122,37 @@ def plan_partitions(
         window = {newest - dt.timedelta(days=n) for n in range(1, lookback_days + 1)}
         lookback = frozenset(window) & complete
     return Plan(asked | lookback, complete, force, frozenset(stale) | lookback)
+
+
+def watermark(job: Job, states: dict[dt.date, PartitionState]) -> dt.date:
+    """The first window of a watermark job that is not complete.
+
+    It is derived from the ledger's ``complete`` rows, which are written only after the
+    window's target commit: the watermark never runs ahead of the data, and a crash
+    between the two is healed like any partition's.
+    """
+    assert job.watermark_start is not None
+    window = job.watermark_start
+    while window in states and states[window].state == COMPLETE:
+        window += dt.timedelta(days=1)
+    return window
+
+
+def watermark_windows(
+    job: Job, states: dict[dt.date, PartitionState], request: RunRequest
+) -> tuple[dt.date, ...]:
+    """The windows a watermark job's run covers; refuses windows behind the watermark."""
+    mark = watermark(job, states)
+    if not request.partitions:
+        until = request.until or utcnow().date() - dt.timedelta(days=1)
+        return tuple(mark + dt.timedelta(days=i) for i in range((until - mark).days + 1))
+    behind = sorted(p for p in request.partitions if p < mark)
+    if behind and not request.force:
+        raise UsageError(
+            f"job {job.name}: window {behind[0]} is behind the watermark {mark} and was "
+            "already processed; rerun it with --force to reprocess it (idempotent MERGE)"
+        )
+    return request.partitions
 
 
 def stale_partitions(
@@ -231,6 +264,10 @@ def run_job(
         while True:
             all_states = ledger.states(job.name, *job.depends_on)
             states = all_states[job.name]
+            if job.watermark_start is not None and report is None:
+                request = dataclasses.replace(
+                    request, partitions=watermark_windows(job, states, request)
+                )
             stale = (
                 stale_partitions(spark, lakehouse, job, states, request.partitions)
                 if request.include_stale and not request.force
