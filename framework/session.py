@@ -69,16 +69,25 @@ def under_spark_submit() -> bool:
 
 
 def submitted_session_builder(spark_config: SparkConfig) -> SparkSession.Builder:
-    """A builder for a driver launched by spark-submit: only the SQL settings.
+    """A builder for a driver launched by spark-submit: only the SQL settings, and only
+    those the command line did not give (``--conf`` and ``--name`` win).
 
     Delta itself comes from the cluster (Databricks) or from ``--packages`` /
     ``--jars`` on the spark-submit command line.
     """
-    builder = SparkSession.builder.appName(spark_config.app_name).config(
-        "spark.sql.shuffle.partitions", str(spark_config.shuffle_partitions)
-    )
-    for key, value in {**DELTA_CONFS, **spark_config.extra}.items():
-        builder = builder.config(key, value)
+    from pyspark import SparkConf
+
+    submitted = dict(SparkConf().getAll())
+    wanted = {
+        **DELTA_CONFS,
+        "spark.sql.shuffle.partitions": str(spark_config.shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        **spark_config.extra,
+    }
+    builder = SparkSession.builder
+    for key, value in wanted.items():
+        if key not in submitted:
+            builder = builder.config(key, value)
     return builder
 
 
