@@ -99,14 +99,7 @@ def build_alert(
             "host": record.host,
             "severity": "error" if failing else "warning",
             "outcome": record.outcome,
-            "partitions": {
-                "planned": record.partitions_planned,
-                "complete": record.partitions_complete,
-                "failed": record.partitions_failed,
-                "healed": record.partitions_healed,
-                "held": record.partitions_held,
-                "skipped": record.partitions_skipped,
-            },
+            "partitions": record.partition_counts(),
             "failed": [
                 {
                     "partition": s.partition.isoformat(),

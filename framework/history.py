@@ -132,6 +132,17 @@ class RunRecord:
     duration_s: float
     error: str | None = None
 
+    def partition_counts(self) -> dict[str, int]:
+        """Partitions per outcome of this run: planned, complete, failed, healed, ..."""
+        return {
+            "planned": self.partitions_planned,
+            "complete": self.partitions_complete,
+            "failed": self.partitions_failed,
+            "healed": self.partitions_healed,
+            "held": self.partitions_held,
+            "skipped": self.partitions_skipped,
+        }
+
     @classmethod
     def from_report(
         cls,

@@ -63,14 +63,7 @@ def run_registry(report: RunReport, record: RunRecord | None = None) -> Collecto
         ["state"],
         registry=registry,
     )
-    counts = {
-        "planned": record.partitions_planned,
-        "complete": record.partitions_complete,
-        "failed": record.partitions_failed,
-        "healed": record.partitions_healed,
-        "held": record.partitions_held,
-        "skipped": record.partitions_skipped,
-    }
+    counts = record.partition_counts()
     for state in PARTITION_STATES:
         partitions.labels(state=state).set(counts[state])
     gauge("ninelives_run_rows_read", "Rows read by the last run", record.rows_in)
