@@ -162,13 +162,17 @@ def stale_partitions(
     states: dict[dt.date, PartitionState],
     candidates: Iterable[dt.date],
 ) -> frozenset[dt.date]:
-    """Complete partitions among ``candidates`` whose input fingerprint changed since."""
+    """Complete partitions among ``candidates`` whose input changed since they completed
+    (a different fingerprint; input that has since disappeared does not count)."""
     stale = set()
     for partition in candidates:
         state = states.get(partition)
         if state is None or state.state != COMPLETE or state.fingerprint is None:
             continue
-        if job.source.fingerprint(spark, lakehouse, partition) != state.fingerprint:
+        now = job.source.fingerprint(spark, lakehouse, partition)
+        # Input that is gone (a landing zone's retention purged it) is not new input:
+        # reprocessing it could only fail.
+        if now is not None and now != state.fingerprint:
             stale.add(partition)
     return frozenset(stale)
 

@@ -253,6 +253,9 @@ class FlakyStorage:
     def empty(self, spark, lakehouse):
         return self.inner.empty(spark, lakehouse)
 
+    def fingerprint(self, spark, lakehouse, partition):
+        return self.inner.fingerprint(spark, lakehouse, partition)
+
     def read(self, spark, lakehouse, partition):
         if self.failures:
             self.failures -= 1
