@@ -1,0 +1,209 @@
+"""The same night's work without ninelives, for ``bench/bench.py`` to compare against.
+
+Each mode is run by the benchmark as its own child process, with the session built
+from the same TOML config as the ``ninelives`` runs (``framework.session.
+local_session_builder``: same master, shuffle partitions, driver memory, Delta jars)::
+
+    python bench/baselines.py bare  --conf C --target T --from D --to D
+    python bench/baselines.py plain --conf C --target T
+    python bench/baselines.py naive --conf C --target T --from D --to D [--crash-after N]
+    python bench/baselines.py inspect --conf C --table T [--table T ...] [--ledger LH ...]
+
+* ``bare``: a hand-written loop, one date at a time: read the JSON lines with the job's
+  schema in PERMISSIVE mode, drop malformed lines, ``normalise_orders``, the same key
+  and row hash, dedupe by key with a window (latest ``ingested_at`` wins), then the same
+  MERGE ninelives issues (literal partition predicate and key; update when the row
+  hash differs, insert, delete not matched by source within the partition) into a
+  table with deletion vectors. No ledger, no counts, no quarantine, no commit tags.
+* ``plain``: the floor: one read of every date's JSON, ``normalise_orders``, one
+  partitioned Delta write.
+* ``naive``: what a user writes without ninelives: the bare loop with a blind append
+  instead of the MERGE. ``--crash-after N`` SIGKILLs its own process group after the
+  N-th date's append, like ``NINELIVES_CRASH_AT``.
+* ``inspect``: counts (rows, distinct ``_key``) of tables and ledger states, as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import signal
+import sys
+import time
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from framework.config import load_config
+from framework.keys import KEY_COLUMN, ROW_HASH_COLUMN, with_key, with_row_hash
+from framework.session import local_session_builder
+from jobs.landing import ORDERS_FOLDER, raw_order_schema
+from jobs.orders_daily import JOB, normalise_orders
+
+CORRUPT = "_corrupt_record"
+PARTITION_COLUMN = JOB.partition_column
+
+
+def session(conf: str, app: str) -> SparkSession:
+    config = load_config(conf)
+    builder = local_session_builder(config.spark).appName(app)
+    return builder.getOrCreate()
+
+
+def landing(conf: str) -> str:
+    return load_config(conf).lakehouse.landing
+
+
+def read_json(spark: SparkSession, path: str) -> DataFrame:
+    """The job's reader: its schema plus a corrupt-record column, PERMISSIVE, good lines only."""
+    raw = (
+        spark.read.schema(raw_order_schema(CORRUPT))
+        .option("mode", "PERMISSIVE")
+        .option("columnNameOfCorruptRecord", CORRUPT)
+        .json(path)
+    )
+    return raw.where(F.col(CORRUPT).isNull()).drop(CORRUPT)
+
+
+def deduped(spark: SparkSession, path: str, run_id: str) -> DataFrame:
+    """One date: read, transform, key + row hash, latest ``ingested_at`` per key."""
+    out = (
+        normalise_orders(read_json(spark, path))
+        .transform(with_key(JOB.key))
+        .transform(with_row_hash())
+    )
+    latest_first = Window.partitionBy(KEY_COLUMN).orderBy(
+        F.col("ingested_at").desc_nulls_last(), F.col(ROW_HASH_COLUMN).desc()
+    )
+    return (
+        out.withColumn("_rank", F.row_number().over(latest_first))
+        .where(F.col("_rank") == 1)
+        .drop("_rank")
+        .withColumn("_run_id", F.lit(run_id))
+        .withColumn("_processed_at", F.current_timestamp())
+    )
+
+
+def dates(start: dt.date, end: dt.date) -> list[dt.date]:
+    return [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
+
+
+def day_path(root: str, day: dt.date) -> str:
+    return f"{root}/{ORDERS_FOLDER}/{PARTITION_COLUMN}={day.isoformat()}"
+
+
+def merge_day(spark: SparkSession, target: str, df: DataFrame, day: dt.date) -> None:
+    """The MERGE of ``framework.sinks.MergeSink``, hand-written."""
+    if not DeltaTable.isDeltaTable(spark, target):
+        (
+            DeltaTable.createIfNotExists(spark)
+            .location(target)
+            .addColumns(df.schema)
+            .partitionedBy(PARTITION_COLUMN)
+            .property("delta.enableDeletionVectors", "true")
+            .execute()
+        )
+    in_partition = F.col(f"t.{PARTITION_COLUMN}") == F.lit(day)
+    (
+        DeltaTable.forPath(spark, target)
+        .alias("t")
+        .merge(
+            df.alias("s"),
+            in_partition & (F.col(f"t.{KEY_COLUMN}") == F.col(f"s.{KEY_COLUMN}")),
+        )
+        .whenMatchedUpdateAll(
+            condition=F.col(f"t.{ROW_HASH_COLUMN}") != F.col(f"s.{ROW_HASH_COLUMN}")
+        )
+        .whenNotMatchedInsertAll()
+        .whenNotMatchedBySourceDelete(condition=in_partition)
+        .execute()
+    )
+
+
+def loop(args: argparse.Namespace, *, append: bool) -> None:
+    spark = session(args.conf, f"bench-{args.mode}")
+    root = landing(args.conf)
+    run_id = f"{args.mode}-{os.getpid()}"
+    for n, day in enumerate(dates(args.start, args.end), start=1):
+        started = time.monotonic()
+        df = deduped(spark, day_path(root, day), run_id)
+        if append:
+            df.write.format("delta").mode("append").partitionBy(PARTITION_COLUMN).save(args.target)
+        else:
+            merge_day(spark, args.target, df, day)
+        print(f"{args.mode} {day} done in {time.monotonic() - started:.1f}s", flush=True)
+        if args.crash_after and n == args.crash_after:
+            os.killpg(os.getpgid(0), signal.SIGKILL)
+
+
+def plain(args: argparse.Namespace) -> None:
+    spark = session(args.conf, "bench-plain")
+    root = landing(args.conf)
+    # The folder's order_date=... is also a field of every line: the user schema's
+    # string column takes the directory value, which equals the field.
+    df = normalise_orders(read_json(spark, f"{root}/{ORDERS_FOLDER}"))
+    df.write.format("delta").mode("append").partitionBy(PARTITION_COLUMN).save(args.target)
+    print("plain done", flush=True)
+
+
+def inspect(args: argparse.Namespace) -> None:
+    spark = session(args.conf, "bench-inspect")
+    result: dict[str, object] = {"tables": {}, "ledgers": {}}
+    for path in args.table:
+        if not DeltaTable.isDeltaTable(spark, path):
+            result["tables"][path] = None  # type: ignore[index]
+            continue
+        row = (
+            spark.read.format("delta")
+            .load(path)
+            .agg(F.count(F.lit(1)).alias("rows"), F.count_distinct(KEY_COLUMN).alias("keys"))
+            .first()
+        )
+        assert row is not None
+        result["tables"][path] = {"rows": row["rows"], "distinct_keys": row["keys"]}  # type: ignore[index]
+    for root in args.ledger:
+        from framework.config import LakehouseConfig
+        from framework.ledger import Ledger
+        from framework.tables import Lakehouse
+
+        lake = Lakehouse(LakehouseConfig(root=root))
+        states = Ledger(spark, lake.framework_table("ledger")).states(JOB.name)[JOB.name]
+        by_state: dict[str, int] = {}
+        for state in states.values():
+            by_state[state.state] = by_state.get(state.state, 0) + 1
+        result["ledgers"][root] = {  # type: ignore[index]
+            "states": by_state,
+            "rows_written": sum(s.rows_written or 0 for s in states.values()),
+            "target_versions": {p.isoformat(): s.target_version for p, s in sorted(states.items())},
+        }
+    print("INSPECT " + json.dumps(result), flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("mode", choices=("bare", "plain", "naive", "inspect"))
+    parser.add_argument("--conf", required=True, help="the benchmark's TOML config")
+    parser.add_argument("--target", help="Delta table path to write")
+    parser.add_argument("--from", dest="start", type=dt.date.fromisoformat)
+    parser.add_argument("--to", dest="end", type=dt.date.fromisoformat)
+    parser.add_argument("--crash-after", type=int, default=0)
+    parser.add_argument("--table", action="append", default=[])
+    parser.add_argument("--ledger", action="append", default=[], help="a lakehouse root")
+    args = parser.parse_args(argv)
+    if args.mode in ("bare", "naive"):
+        if not (args.target and args.start and args.end):
+            parser.error(f"{args.mode} needs --target, --from and --to")
+        loop(args, append=args.mode == "naive")
+    elif args.mode == "plain":
+        if not args.target:
+            parser.error("plain needs --target")
+        plain(args)
+    else:
+        inspect(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
