@@ -29,7 +29,6 @@ import datetime as dt
 import itertools
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -66,7 +65,6 @@ KILLED = -signal.SIGKILL
 # and change nothing about what is written or when a kill lands. Set
 # NINELIVES_CHILD_JAVA_OPTIONS="" to run children with the JVM's defaults.
 CHILD_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
-RUN_ID = re.compile(r"\b\d{8}T\d{6}Z-[0-9a-f]{8}\b")
 
 
 # ---------------------------------------------------------------- lakehouses
@@ -178,7 +176,6 @@ class Child:
     stderr_path: Path
     started: float = field(default_factory=time.monotonic)
     ended: float | None = None
-    killed_by_us: bool = False
 
     @property
     def pid(self) -> int:
@@ -199,12 +196,6 @@ class Child:
     @property
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
-
-    @property
-    def run_id(self) -> str | None:
-        """The run id the child printed in its summary header, if it got that far."""
-        found = re.search(rf"{JOB_NAME} run ({RUN_ID.pattern})", self.stdout)
-        return found.group(1) if found else None
 
     def poll(self) -> int | None:
         rc = self.proc.poll()
@@ -250,7 +241,6 @@ class Child:
         at = self.seconds
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGKILL)
-        self.killed_by_us = True
         self.proc.wait()
         if self.ended is None:
             self.ended = time.monotonic()
