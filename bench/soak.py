@@ -11,10 +11,21 @@ its own lakehouse), then loops until it has killed ``--kills`` child runs:
 2. SIGKILL its whole process group at a random instant in [1, T] s, T being the
    measured duration of an uninterrupted run of that kind (runs let finish, about one
    in ten, keep T current);
-3. rerun the plain command over all dates to completion and compare the lakehouse with
-   the reference: duplicate rows (repeated ``_key``), missing reference keys,
-   mismatched rows (a non-audit column differs, or a key the reference lacks), plus the
-   ledger (complete, counts add up) and the quarantine.
+3. with probability ``--chain`` (default 0.5), the next run is the plain rerun over all
+   dates, and it is killed in turn: healing itself gets killed, and a chain of kills
+   ends with step 4 like a single one;
+4. rerun over all dates to completion and compare the lakehouse with the reference:
+   duplicate rows (repeated ``_key``), missing reference keys, mismatched rows (a
+   non-audit column differs, or a key the reference lacks), plus the ledger (complete,
+   counts add up) and the quarantine.
+
+The rerun is ``run_job`` in the soak's own, already warm Spark session (``--rerun
+in-process``, the default): the same planning, healing, lease takeover and writes as
+the command line, without a JVM start per kill, which halves the soak's time. The
+killed runs are always real child processes. ``--rerun child`` reruns with the plain
+command line instead. A ``fresh`` run gets a new lakehouse folder rather than wiping
+the old one in place, so that no Delta log cached by the soak's session outlives its
+table.
 
 It prints a running tally and, last, one JSON line::
 
@@ -42,10 +53,11 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from framework.config import SparkConfig
+from framework.runner import RunRequest, run_job
 from framework.session import local_session_builder
 from jobs.landing import sample_dates, seed_orders
+from jobs.orders_daily import JOB
 from tests.crashkit import (
-    Child,
     Lake,
     Reference,
     diff_rows,
@@ -98,6 +110,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rows-per-day", type=int, default=100, help="(default 100)")
     parser.add_argument("--workdir", type=Path, default=None, help="default: a new temp dir")
     parser.add_argument(
+        "--rerun",
+        choices=("in-process", "child"),
+        default="in-process",
+        help="how to rerun after a kill (default in-process: see above)",
+    )
+    parser.add_argument(
+        "--chain",
+        type=float,
+        default=0.5,
+        help="share of kills whose rerun is itself killed before any check (default 0.5)",
+    )
+    parser.add_argument(
         "--finish-ratio",
         type=float,
         default=0.1,
@@ -129,16 +153,29 @@ class Aborted(Exception):
     """A rerun did not complete: the soak cannot go on from this lakehouse."""
 
 
-def rerun_to_completion(lake: Lake, dates: Sequence, tally: Tally, label: str) -> Child:
-    """The plain command over every date, until it exits 0 (at most twice)."""
+def rerun_to_completion(
+    spark: SparkSession, lake: Lake, dates: Sequence, how: str, tally: Tally, label: str
+) -> float:
+    """Rerun every date until the run succeeds (at most twice); return its seconds."""
     for _ in range(RERUN_ATTEMPTS):
-        rerun = run_child(lake, dates)
+        started = time.monotonic()
+        if how == "child":
+            rerun = run_child(lake, dates)
+            ok, detail = rerun.rc == 0, rerun.describe(15)
+        else:
+            report = run_job(spark, lake.lakehouse, JOB, RunRequest.for_dates(dates))
+            ok = report.exit_code == 0
+            detail = "; ".join(
+                f"{r.partition} {r.state}: {r.error_message}"
+                for r in report.results
+                if r.state != "complete"
+            )
         tally.reruns += 1
-        if rerun.rc == 0:
-            return rerun
+        if ok:
+            return time.monotonic() - started
         tally.failed_runs += 1
-        tally.problems.append(f"{label}: rerun failed\n{rerun.describe(15)}")
-        print(f"  rerun failed:\n{rerun.describe(15)}", flush=True)
+        tally.problems.append(f"{label}: rerun failed\n{detail}")
+        print(f"  rerun failed:\n{detail}", flush=True)
     raise Aborted(f"{label}: the rerun did not complete in {RERUN_ATTEMPTS} attempts")
 
 
@@ -152,27 +189,35 @@ def soak(spark: SparkSession, args: argparse.Namespace, rng: random.Random, tall
     for stale in ("reference", "soak"):
         shutil.rmtree(workdir / stale, ignore_errors=True)
     reference = reference_run(spark, new_lake(workdir / "reference", landing).config, dates)
-    lake = new_lake(workdir / "soak", landing)
+    lakes = 1
+    lake = new_lake(workdir / "soak" / str(lakes), landing)
 
-    first = rerun_to_completion(lake, dates, tally, "uninterrupted run")
+    # T starts as an uninterrupted child run: the kind of run that gets killed.
+    first = run_child(lake, dates)
+    if first.rc != 0:
+        raise Aborted(f"the uninterrupted run failed\n{first.describe(15)}")
     check(spark, lake, reference, tally, "uninterrupted run")
-    duration = {mode: first.seconds for mode in MODES}
+    duration = {mode: first.seconds for mode in (*MODES, "rerun")}
     print(f"uninterrupted run: {first.seconds:.1f} s", flush=True)
 
     iteration = 0
-    while tally.kills < args.kills:
+    chained = False  # the last run was killed and its rerun is the next killed run
+    while tally.kills < args.kills or chained:
         iteration += 1
-        mode = rng.choices(MODES, MODE_WEIGHTS)[0]
+        mode = "rerun" if chained else rng.choices(MODES, MODE_WEIGHTS)[0]
         if mode == "fresh":
-            shutil.rmtree(lake.root)
-            lake.root.mkdir()
+            shutil.rmtree(lake.root.parent)
+            lakes += 1
+            lake = new_lake(workdir / "soak" / str(lakes), landing)
+            child = start_run(lake, dates)
+        elif mode == "rerun":
             child = start_run(lake, dates)
         elif mode == "force-all":
             child = start_run(lake, dates, "--force")
         else:
             child = start_run(lake, [rng.choice(dates)], "--force")
         try:
-            finish = rng.random() < args.finish_ratio
+            finish = rng.random() < args.finish_ratio or tally.kills >= args.kills
             at = rng.uniform(1.0, max(1.0, duration[mode]))
             killed = False if finish else child.kill_after(at)
             if not killed:
@@ -191,10 +236,14 @@ def soak(spark: SparkSession, args: argparse.Namespace, rng: random.Random, tall
                 tally.failed_runs += 1
                 tally.problems.append(f"#{iteration} {mode}: {child.describe(15)}")
         label = f"#{iteration} {mode} {what}"
-        rerun = rerun_to_completion(lake, dates, tally, label)
+        chained = killed and rng.random() < args.chain
+        if chained:
+            print(f"{label}; its rerun is the next run, killed too", flush=True)
+            continue
+        rerun_seconds = rerun_to_completion(spark, lake, dates, args.rerun, tally, label)
         problems = check(spark, lake, reference, tally, label)
         print(
-            f"{label}; rerun {rerun.seconds:.1f} s; "
+            f"{label}; rerun {rerun_seconds:.1f} s; "
             f"{'OK' if not problems else 'DIFFERS: ' + '; '.join(problems)} | "
             f"kills {tally.kills}/{args.kills}, finished {tally.finished}, "
             f"dup {tally.duplicates}, missing {tally.missing}, "
@@ -236,6 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "failed_runs": tally.failed_runs,
             "aborted": aborted,
             "seed": seed,
+            "rerun": args.rerun,
         }
         for problem in tally.problems[:20]:
             print(f"problem: {problem}", file=sys.stderr, flush=True)
