@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -380,8 +381,12 @@ def status_document(
     *,
     now: dt.datetime | None = None,
     host: str | None = None,
+    stale: Collection[dt.date] = (),
 ) -> dict[str, object]:
-    """``status --json``: one entry per shown partition, the summary and the runbook."""
+    """``status --json``: one entry per shown partition, the summary and the runbook.
+
+    A ``stale`` partition (complete, its input changed since) has the state ``stale``,
+    as in the table, and ``"stale": true``."""
     now = now or utcnow()
     host = host or this_host()
     rows = []
@@ -389,7 +394,8 @@ def status_document(
         state = states.get(p)
         row: dict[str, object] = {
             "partition": p.isoformat(),
-            "state": state_name(state),
+            "state": _shown_state(p, states, stale),
+            "stale": p in stale,
             "attempt": state.attempt if state else 0,
         }
         if state is not None:
@@ -407,19 +413,31 @@ def status_document(
                 lease=_lease_note(state, now, host) or None,
             )
         rows.append(row)
-    summary: dict[str, int] = {}
-    for p in shown:
-        summary[state_name(states.get(p))] = summary.get(state_name(states.get(p)), 0) + 1
     return {
         "job": job,
         "generated_at": iso(now),
         "partitions": rows,
-        "summary": dict(sorted(summary.items())),
+        "summary": _summary(shown, states, stale),
         "runbook": list(recovery.lines),
         "recovery_commands": list(recovery.commands),
         "will_process": [p.isoformat() for p in recovery.to_process],
         "untouched": [p.isoformat() for p in recovery.untouched],
     }
+
+
+def _shown_state(
+    partition: dt.date, states: Mapping[dt.date, PartitionState], stale: Collection[dt.date]
+) -> str:
+    return "stale" if partition in stale else state_name(states.get(partition))
+
+
+def _summary(
+    shown: Sequence[dt.date],
+    states: Mapping[dt.date, PartitionState],
+    stale: Collection[dt.date],
+) -> dict[str, int]:
+    """How many shown partitions are in each state, by name."""
+    return dict(sorted(Counter(_shown_state(p, states, stale) for p in shown).items()))
 
 
 def _with_stale(
@@ -471,12 +489,16 @@ def print_status(
         job, shown, states, cli_options=cli_options, upstream=upstream, now=now, host=host
     )
     bad = [p for p in shown if state_name(states.get(p)) != COMPLETE]
+    stale_shown = [p for p in shown if p in set(stale)]
+    if stale_shown:
+        recovery = _with_stale(job, recovery, stale_shown, bad, cli_options)
     if as_json:
-        document = status_document(job, shown, states, recovery, now=now, host=host)
+        document = status_document(
+            job, shown, states, recovery, now=now, host=host, stale=stale_shown
+        )
         console.out(json.dumps(document, indent=2), highlight=False)
         return bad
 
-    stale_shown = [p for p in shown if p in set(stale)]
     table = _table(f"{job} status")
     for partition in shown:
         state = states.get(partition)
@@ -485,15 +507,8 @@ def print_status(
             note = "stale: its input changed since it completed"
         table.add_row(*_cells(partition, state, note), _escape(_error(state)))
     console.print(table)
-    by_state: dict[str, int] = {}
-    for p in shown:
-        name = "stale" if p in stale_shown else state_name(states.get(p))
-        by_state[name] = by_state.get(name, 0) + 1
-    console.print(
-        ", ".join(f"{n} {name}" for name, n in sorted(by_state.items())) or "no partitions"
-    )
-    if stale_shown:
-        recovery = _with_stale(job, recovery, stale_shown, bad, cli_options)
+    by_state = _summary(shown, states, stale_shown)
+    console.print(", ".join(f"{n} {name}" for name, n in by_state.items()) or "no partitions")
     if not recovery.commands:
         console.print(recovery.lines[0])
         return bad

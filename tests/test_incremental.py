@@ -60,9 +60,22 @@ def test_a_late_file_makes_its_date_stale_and_only_that_date_reruns(
         == 0
     )
     out = capsys.readouterr().out
+    with capsys.disabled():
+        print(out)  # the stale-detection example of issue 8 (pytest -s shows it)
     assert "stale: its input changed since it completed" in out
     assert out.rstrip().endswith("--include-stale")
     assert "1 stale" in out
+
+    args = ["--lakehouse", sample_config.lakehouse.root, "--conf", str(conf(sample_config))]
+    assert main(["status", "orders_daily", "--json", *args]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert [(p["partition"], p["state"], p["stale"]) for p in document["partitions"]] == [
+        (str(DATES[0]), COMPLETE, False),
+        (str(DATES[1]), "stale", True),
+        (str(DATES[2]), COMPLETE, False),
+    ]
+    assert document["summary"] == {COMPLETE: 2, "stale": 1}
+    assert document["recovery_commands"][-1].endswith("--include-stale")
 
     # A plain rerun does not look; --include-stale reprocesses exactly the stale date.
     assert run(spark, sample_config, DATES).results == []
