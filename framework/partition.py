@@ -230,6 +230,8 @@ def process_partition(
         write_rejects = counts.rejected > 0 or (
             previous is not None and previous.rows_rejected != 0
         )
+        # No earlier attempt, so nothing of this partition in the quarantine to replace.
+        first = previous is None and running.attempt == 1
         tag = CommitTag(
             job.name,
             partition,
@@ -247,7 +249,11 @@ def process_partition(
         if counts.read and counts.rejected / counts.read > job.max_reject_ratio:
             # Keep the rejects visible, but never mark a broken export complete.
             write_quarantine(
-                spark, quarantine_table(lakehouse, job.name), _rejects(staged, malformed, tag), tag
+                spark,
+                quarantine_table(lakehouse, job.name),
+                _rejects(staged, malformed, tag),
+                tag,
+                first=first,
             )
             raise RejectRatioError(
                 f"{where}: {counts.rejected} of {counts.read} rows rejected "
@@ -286,7 +292,11 @@ def process_partition(
 
         if write_rejects:
             write_quarantine(
-                spark, quarantine_table(lakehouse, job.name), _rejects(staged, malformed, tag), tag
+                spark,
+                quarantine_table(lakehouse, job.name),
+                _rejects(staged, malformed, tag),
+                tag,
+                first=first,
             )
             crash_point("after_rejects_commit", partition)
 

@@ -3,7 +3,9 @@
 Each job has its own quarantine table, ``<framework schema>.quarantine_<job>``,
 partitioned by ``partition``. A partition's rejects are written with the same
 ``replaceWhere`` + transaction id as a target, so a rerun replaces that partition's
-quarantine rows and never appends them twice.
+quarantine rows and never appends them twice. The first attempt at a partition (no
+earlier attempt can have quarantined anything for it) appends them instead, with the
+same transaction id and tag: same rows, one commit, without a scan for rows to replace.
 
 Example::
 
@@ -24,7 +26,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from framework.sinks import CommitResult, CommitTag, ReplaceSink
+from framework.sinks import CommitResult, CommitTag, ReplaceSink, _tagged_save, ensure_table
 from framework.tables import Lakehouse, TableRef
 
 QUARANTINE_SCHEMA = StructType(
@@ -58,7 +60,16 @@ def as_quarantine_rows(df: DataFrame, raw: Column, reason: Column, tag: CommitTa
 
 
 def write_quarantine(
-    spark: SparkSession, ref: TableRef, rejects: DataFrame, tag: CommitTag
+    spark: SparkSession, ref: TableRef, rejects: DataFrame, tag: CommitTag, *, first: bool = False
 ) -> CommitResult:
-    """Replace the partition's quarantine rows with ``rejects`` in one tagged commit."""
+    """Replace the partition's quarantine rows with ``rejects`` in one tagged commit.
+
+    ``first``: this is the first attempt ever at the partition (the ledger had no state
+    for it when it was claimed), so the quarantine holds no rows of it and a tagged
+    append does the same as the replace. A zombie's later append is fenced off by the
+    transaction id like any write.
+    """
+    if first:
+        ensure_table(spark, ref, rejects, "partition")
+        return _tagged_save(spark, ref, rejects.write.mode("append"), tag)
     return ReplaceSink(ref.name).write(spark, ref, rejects, "partition", tag)

@@ -9,7 +9,11 @@ Both strategies write exactly one Delta commit per partition and tag it with
   found in the table's history after a crash without recomputing anything.
 
 ``MergeSink`` (default) upserts by ``_key`` within the partition and deletes keys that
-vanished from it; an unchanged row (same ``_row_hash``) is not touched. Targets use
+vanished from it; an unchanged row (same ``_row_hash``) is not touched. The vanished keys
+are found by the MERGE's own source (the partition's target keys missing from the new
+rows, read in the MERGE's transaction) and deleted by a MATCHED clause, not by ``WHEN NOT
+MATCHED BY SOURCE``: Delta cannot skip any target file for a MERGE with that clause, so
+every MERGE would scan the whole table (all partitions) twice. Targets use
 deletion vectors, so a rerun over unchanged data commits 0 added files and 0 updated
 rows. Should Delta make no commit at all for such a MERGE, the attempt writes an empty
 tagged append instead (:func:`write_marker`), so that its transaction version and tag
@@ -37,7 +41,7 @@ from pyspark.sql import functions as F
 
 from framework.errors import FencedError
 from framework.keys import KEY_COLUMN, ROW_HASH_COLUMN
-from framework.locks import write_lock
+from framework.locks import needs_lock, write_lock
 from framework.names import checked_identifier, quoted
 from framework.tables import TableRef
 
@@ -101,7 +105,7 @@ class CommitResult:
 def row_counts(commit: CommitResult, accepted: int) -> tuple[int, int, int, int]:
     """(written, inserted, updated, deleted) from a target commit's operation metrics."""
     if commit.operation == "MERGE":
-        written = commit.metric("numSourceRows")
+        written = commit.metric("numSourceRows")  # the partition's rows, see _metrics
         inserted = commit.metric("numTargetRowsInserted")
         return (
             written,
@@ -161,24 +165,66 @@ def find_commits(
             and metadata.get("job") == job
             and metadata.get("partition") == partition.isoformat()
         ):
-            metrics = {
-                k: int(v)
-                for k, v in (row.operationMetrics or {}).items()
-                if str(v).lstrip("-").isdigit()
-            }
-            found.append(CommitResult(row.version, row.operation, metrics, metadata))
+            found.append(_result(row, metadata))
     return sorted(found, key=lambda c: c.version, reverse=True)
+
+
+def _result(row: Any, metadata: dict[str, Any]) -> CommitResult:
+    return CommitResult(row.version, row.operation, _metrics(row), metadata)
+
+
+def _metrics(row: Any) -> dict[str, int]:
+    """A history row's operation metrics as integers.
+
+    A MERGE's ``numSourceRows`` counts the partition's rows only: the vanished-key rows
+    that :class:`MergeSink` adds to its source (one per deleted target row, each deleted
+    by the MATCHED delete clause) are taken out again. MERGEs written with ``WHEN NOT
+    MATCHED BY SOURCE`` have no matched deletes, so their count is unchanged.
+    """
+    metrics = {
+        k: int(v) for k, v in (row.operationMetrics or {}).items() if str(v).lstrip("-").isdigit()
+    }
+    if row.operation == "MERGE" and "numSourceRows" in metrics:
+        metrics["numSourceRows"] -= metrics.get("numTargetRowsMatchedDeleted", 0)
+    return metrics
+
+
+def _is_attempt(metadata: dict[str, Any], tag: CommitTag) -> bool:
+    return (
+        metadata.get("job") == tag.job
+        and metadata.get("partition") == tag.partition.isoformat()
+        and metadata.get("run_id") == tag.run_id
+        and metadata.get("attempt") == tag.attempt
+    )
 
 
 def find_commit(spark: SparkSession, ref: TableRef, tag: CommitTag) -> CommitResult | None:
     """The commit written by exactly this attempt, if any."""
     for commit in find_commits(spark, ref, tag.job, tag.partition):
-        if (
-            commit.metadata.get("run_id") == tag.run_id
-            and commit.metadata.get("attempt") == tag.attempt
-        ):
+        if _is_attempt(commit.metadata, tag):
             return commit
     return None
+
+
+def _own_commit(spark: SparkSession, ref: TableRef, tag: CommitTag) -> CommitResult | None:
+    """The commit this attempt just wrote, called while still holding ``ref``'s write lock.
+
+    Under the lock no other writer can have committed since, so the newest commit is
+    ours if Delta made one: one commit file is read instead of the last
+    ``HISTORY_LOOKBACK``. Tables without a lock (Unity Catalog, cloud paths), or a
+    newest commit that is not ours, take the full search.
+    """
+    if needs_lock(ref):
+        rows = ref.delta(spark).history(1).collect()
+        row = rows[0] if rows else None
+        if row is not None and row.userMetadata:
+            try:
+                metadata = json.loads(row.userMetadata)
+            except ValueError:
+                metadata = None
+            if isinstance(metadata, dict) and _is_attempt(metadata, tag):
+                return _result(row, metadata)
+    return find_commit(spark, ref, tag)
 
 
 def ensure_table(spark: SparkSession, ref: TableRef, df: DataFrame, partition_column: str) -> None:
@@ -210,7 +256,8 @@ def _fenced(tag: CommitTag, ref: TableRef) -> FencedError:
 
 
 def _committed(spark: SparkSession, ref: TableRef, tag: CommitTag) -> CommitResult:
-    commit = find_commit(spark, ref, tag)
+    """The attempt's commit (call while holding ``ref``'s write lock); fenced if none."""
+    commit = _own_commit(spark, ref, tag)
     if commit is None:
         raise _fenced(tag, ref)
     return commit
@@ -241,7 +288,7 @@ def _tagged_save(
             writer.save(ref.path)
         else:
             writer.saveAsTable(str(ref.full_name))
-    return _committed(spark, ref, tag)
+        return _committed(spark, ref, tag)
 
 
 @dataclass(frozen=True)
@@ -261,27 +308,46 @@ class MergeSink:
         *,
         evolve: bool = False,
     ) -> CommitResult:
-        """One tagged MERGE; ``evolve`` adds the source's new columns to the target."""
+        """One tagged MERGE; ``evolve`` adds the source's new columns to the target.
+
+        The source is ``df`` plus one row per key of the target partition that ``df``
+        lacks (that key, the partition value, every other column NULL, ``_row_hash``
+        included): a MATCHED clause deletes those. Every clause is then about rows of
+        the partition, and the literal partition predicate lets Delta skip every other
+        partition's files, which ``WHEN NOT MATCHED BY SOURCE`` would not allow.
+        """
         ensure_table(spark, ref, df, partition_column)
         in_partition = F.col(f"t.{partition_column}") == F.lit(tag.partition)
+        vanished = F.col(f"s.{ROW_HASH_COLUMN}").isNull()
         with write_lock(ref), tagged_commit(spark, tag):
+            # The MERGE plans its source inside its own transaction, so this read of
+            # the target sees the snapshot the MERGE writes against.
+            gone = (
+                ref.read(spark)
+                .where(F.col(partition_column) == F.lit(tag.partition))
+                .select(partition_column, KEY_COLUMN)
+                .distinct()
+                .join(df.select(KEY_COLUMN), KEY_COLUMN, "left_anti")
+            )
+            source = df.unionByName(gone, allowMissingColumns=True)
             builder = (
                 ref.delta(spark)
                 .alias("t")
                 .merge(
-                    df.alias("s"),
+                    source.alias("s"),
                     # The literal partition predicate keeps the MERGE to this partition's
-                    # files, so writers of other partitions do not conflict with it.
+                    # files: Delta skips the others, and writers of other partitions do
+                    # not conflict with it.
                     in_partition & (F.col(f"t.{KEY_COLUMN}") == F.col(f"s.{KEY_COLUMN}")),
                 )
+                .whenMatchedDelete(condition=vanished)
                 .whenMatchedUpdateAll(
                     condition=F.col(f"t.{ROW_HASH_COLUMN}") != F.col(f"s.{ROW_HASH_COLUMN}")
                 )
-                .whenNotMatchedInsertAll()
-                .whenNotMatchedBySourceDelete(condition=in_partition)
+                .whenNotMatchedInsertAll(condition=~vanished)
             )
             (builder.withSchemaEvolution() if evolve else builder).execute()
-        commit = find_commit(spark, ref, tag)
+            commit = _own_commit(spark, ref, tag)
         if commit is not None:
             return commit
         newer = [
