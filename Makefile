@@ -54,13 +54,16 @@ run: setup
 	$(BIN)/ninelives run orders_daily --from 2024-01-01 --to 2024-01-07
 	$(BIN)/ninelives run revenue_daily --from 2024-01-01 --to 2024-01-07
 
-# The kill -9 suite (tests/test_crash.py) runs on its own until it has been proven
-# stable in CI; see `make crash`.
+# Everything but the hours-long soak, the kill -9 suite included, on two pytest workers:
+# a test spends much of its time waiting on a Spark or child-process round trip, so two
+# of them share two cores well. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/pytest -m "not soak" --ignore=tests/test_crash.py
+	$(BIN)/pytest -m "not soak" -n $(TEST_WORKERS)
 
+# Only the kill -9 suite (also part of `make test`).
 crash: setup
-	$(BIN)/pytest -m "not soak" tests/test_crash.py
+	$(BIN)/pytest -m "not soak" -n $(TEST_WORKERS) tests/test_crash.py
 
 soak: setup
 	$(BIN)/pytest -m soak

@@ -1,6 +1,6 @@
 """Crash-test kit: real ``ninelives run`` child processes, killed with SIGKILL.
 
-Every child is the real command line, ``python -m framework.cli run orders_daily ...``,
+Every child is the real command line, ``python -m framework.cli run <job> ...``,
 started in a new session, so that it leads its own process group: the driver, its JVM
 and its Python workers. A crash is ``os.killpg(<group>, SIGKILL)``, either from outside
 (:meth:`Child.kill`) or from inside at a named crash point (``NINELIVES_CRASH_AT``,
@@ -43,16 +43,19 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from framework.config import Config, LakehouseConfig, load_config
+from framework.job import Job
 from framework.keys import KEY_COLUMN
-from framework.ledger import COMPLETE, Ledger
-from framework.runner import RunRequest, run_job
+from framework.ledger import COMPLETE, Ledger, PartitionState
+from framework.runner import RunReport, RunRequest, run_job, watermark
 from framework.tables import Lakehouse
+from jobs.orders_daily import JOB as ORDERS_DAILY
 from tests.helpers import assert_same_rows, without_audit
 
 REPO = Path(__file__).resolve().parents[1]
-JOB_NAME = "orders_daily"
-TARGET = "silver.orders"
-PARTITION_COLUMN = "order_date"
+# The job a Lake runs unless it is given another (orders_incremental: a watermark job).
+DEFAULT_JOB = ORDERS_DAILY
+JOB_NAME = DEFAULT_JOB.name
+TARGET = DEFAULT_JOB.sink.table
 COUNTS = ("rows_read", "rows_written", "rows_rejected", "rows_duplicate")
 
 # A child run over a few tiny partitions takes 15-40 s; ten minutes means "hung", even
@@ -72,11 +75,13 @@ CHILD_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
 @dataclass(frozen=True)
 class Lake:
-    """One lakehouse for child runs: its root, its TOML config and a folder for logs."""
+    """One lakehouse for child runs of ``job``: its root, its TOML config and a folder
+    for logs."""
 
     root: Path
     conf: Path
     logs: Path
+    job: Job = DEFAULT_JOB
 
     @property
     def config(self) -> Config:
@@ -92,7 +97,16 @@ class Lake:
 
     @property
     def target_path(self) -> Path:
-        return self.path(TARGET)
+        return self.path(self.job.sink.table)
+
+    def states(self, spark: SparkSession) -> dict[dt.date, PartitionState]:
+        """The ledger's newest state of each of the job's partitions."""
+        ledger = Ledger(spark, self.lakehouse.framework_table("ledger"))
+        return ledger.states(self.job.name)[self.job.name]
+
+    def watermark(self, spark: SparkSession) -> dt.date:
+        """A watermark job's first window not yet complete, from the ledger."""
+        return watermark(self.job, self.states(spark))
 
     @property
     def ledger_path(self) -> Path:
@@ -108,8 +122,11 @@ def write_conf(path: Path, landing: Path) -> Path:
     return path
 
 
-def new_lake(base: Path, landing: Path, *, template: Path | None = None) -> Lake:
-    """A lakehouse under ``base`` reading ``landing``; a copy of ``template`` if given.
+def new_lake(
+    base: Path, landing: Path, *, template: Path | None = None, job: Job = DEFAULT_JOB
+) -> Lake:
+    """A lakehouse for ``job`` under ``base`` reading ``landing``; a copy of
+    ``template`` if given.
 
     Copying a Delta table is safe: its log refers to data files by relative path.
     """
@@ -121,7 +138,7 @@ def new_lake(base: Path, landing: Path, *, template: Path | None = None) -> Lake
         root.mkdir()
     logs = base / "logs"
     logs.mkdir(exist_ok=True)
-    return Lake(root, write_conf(base / "ninelives.toml", landing), logs)
+    return Lake(root, write_conf(base / "ninelives.toml", landing), logs, job)
 
 
 # ---------------------------------------------------------------- child processes
@@ -142,16 +159,21 @@ def child_env(crash_at: str | None = None) -> dict[str, str]:
 
 
 def run_command(lake: Lake, dates: Sequence[dt.date], *extra: str) -> list[str]:
+    """The command line over ``dates``; for a watermark job, over every window from its
+    watermark to the last of ``dates`` (``--to``), as a nightly run would."""
     first, last = min(dates), max(dates)
-    span = ["--date", first.isoformat()] if first == last else []
-    if not span:
+    if lake.job.watermark_start is not None:
+        span = ["--to", last.isoformat()]
+    elif first == last:
+        span = ["--date", first.isoformat()]
+    else:
         span = ["--from", first.isoformat(), "--to", last.isoformat()]
     return [
         sys.executable,
         "-m",
         "framework.cli",
         "run",
-        JOB_NAME,
+        lake.job.name,
         *span,
         "--lakehouse",
         str(lake.root),
@@ -272,7 +294,7 @@ def start_run(
     *extra: str,
     crash_at: str | None = None,
 ) -> Child:
-    """Start ``ninelives run orders_daily`` over ``dates`` as the leader of a new group.
+    """Start ``ninelives run <job>`` over ``dates`` as the leader of a new group.
 
     ``start_new_session`` is not optional: a crash point kills its own process group,
     which without a new session would be pytest's.
@@ -444,6 +466,7 @@ class Reference:
     silver: DataFrame
     quarantine: tuple[tuple[dt.date, str | None, str], ...]
     counts: dict[dt.date, dict[str, int]]
+    job: Job = DEFAULT_JOB
 
     def restricted(self, dates: Iterable[dt.date]) -> Reference:
         keep = tuple(sorted(set(dates)))
@@ -451,9 +474,10 @@ class Reference:
         assert not missing, f"the reference has no run for {sorted(missing)}"
         return Reference(
             keep,
-            self.silver.where(F.col(PARTITION_COLUMN).isin(list(keep))),
+            self.silver.where(F.col(self.job.partition_column).isin(list(keep))),
             tuple(q for q in self.quarantine if q[0] in keep),
             {d: c for d, c in self.counts.items() if d in keep},
+            self.job,
         )
 
 
@@ -461,28 +485,50 @@ def frozen_frame(spark: SparkSession, df: DataFrame) -> DataFrame:
     return spark.createDataFrame(df.collect(), df.schema)
 
 
-def reference_run(spark: SparkSession, config: Config, dates: Sequence[dt.date]) -> Reference:
-    """Run the job in-process, uninterrupted, into ``config``'s lakehouse; return what
+def run_in_process(
+    spark: SparkSession, lakehouse: Lakehouse, job: Job, dates: Sequence[dt.date]
+) -> RunReport:
+    """``run_job`` over ``dates`` in this process, as :func:`run_command` would run it
+    (a watermark job: its windows up to the last date); fails the test unless it exits
+    0. Crash tests rerun this way: the same planning, healing, lease takeover and
+    writes as the command line, in the test's warm session, which saves a JVM start."""
+    if job.watermark_start is not None:
+        request = RunRequest(partitions=(), until=max(dates))
+    else:
+        request = RunRequest.for_dates(dates)
+    report = run_job(spark, lakehouse, job, request)
+    assert report.exit_code == 0, [(r.partition, r.state, r.error_message) for r in report.results]
+    return report
+
+
+def rerun(spark: SparkSession, lake: Lake, dates: Sequence[dt.date]) -> RunReport:
+    """The rerun after a crash, in-process (:func:`run_in_process`)."""
+    return run_in_process(spark, lake.lakehouse, lake.job, dates)
+
+
+def reference_run(
+    spark: SparkSession, config: Config, dates: Sequence[dt.date], job: Job = DEFAULT_JOB
+) -> Reference:
+    """Run ``job`` in-process, uninterrupted, into ``config``'s lakehouse; return what
     the lakehouse then holds for ``dates``.
 
     Partitions are independent, so the lakehouse may already hold some of ``dates``
     from an earlier uninterrupted run (a snapshot of it can serve as a template).
     """
-    from jobs.orders_daily import JOB
-
     lakehouse = Lakehouse(config.lakehouse)
-    report = run_job(spark, lakehouse, JOB, RunRequest.for_dates(dates))
-    assert report.exit_code == 0, [(r.partition, r.state, r.error_message) for r in report.results]
+    run_in_process(spark, lakehouse, job, dates)
     keep = sorted(set(dates))
-    silver = lakehouse.table(TARGET).read(spark).where(F.col(PARTITION_COLUMN).isin(keep))
+    silver = (
+        lakehouse.table(job.sink.table).read(spark).where(F.col(job.partition_column).isin(keep))
+    )
     quarantine = tuple(
         (r.partition, r.raw, r.reason)
-        for r in lakehouse.framework_table(f"quarantine_{JOB_NAME}").read(spark).collect()
+        for r in lakehouse.framework_table(f"quarantine_{job.name}").read(spark).collect()
         if r.partition in keep
     )
-    states = Ledger(spark, lakehouse.framework_table("ledger")).states(JOB_NAME)[JOB_NAME]
+    states = Ledger(spark, lakehouse.framework_table("ledger")).states(job.name)[job.name]
     counts = {d: {n: getattr(states[d], n) for n in COUNTS} for d in keep}
-    return Reference(tuple(keep), frozen_frame(spark, silver), quarantine, counts)
+    return Reference(tuple(keep), frozen_frame(spark, silver), quarantine, counts, job)
 
 
 # ---------------------------------------------------------------- recovered?
@@ -511,7 +557,9 @@ class RowDiff:
         return not (self.duplicates or self.missing or self.mismatched)
 
 
-def diff_rows(actual: DataFrame, expected: DataFrame) -> RowDiff:
+def diff_rows(
+    actual: DataFrame, expected: DataFrame, partition_column: str = DEFAULT_JOB.partition_column
+) -> RowDiff:
     """Count duplicates (rows beyond the first of each ``_key``), missing reference keys
     and mismatched rows (a non-audit column differs, or a key the reference lacks)."""
     actual, expected = without_audit(actual), without_audit(expected)
@@ -538,8 +586,8 @@ def diff_rows(actual: DataFrame, expected: DataFrame) -> RowDiff:
         for r in joined.where(missing | mismatched)
         .select(
             F.coalesce(a_key, e_key).alias(KEY_COLUMN),
-            F.col(f"a.{PARTITION_COLUMN}").alias("actual_partition"),
-            F.col(f"e.{PARTITION_COLUMN}").alias("expected_partition"),
+            F.col(f"a.{partition_column}").alias("actual_partition"),
+            F.col(f"e.{partition_column}").alias("expected_partition"),
             F.when(missing, "missing").otherwise("mismatched").alias("problem"),
         )
         .limit(5)
@@ -560,7 +608,8 @@ def ledger_problems(
     """Requested partitions not complete, or whose counts do not add up or differ from
     the reference's (a record lost or counted twice)."""
     lakehouse = Lakehouse(_lakehouse_config(lake_cfg))
-    states = Ledger(spark, lakehouse.framework_table("ledger")).states(JOB_NAME)[JOB_NAME]
+    job = reference.job.name
+    states = Ledger(spark, lakehouse.framework_table("ledger")).states(job)[job]
     problems = []
     for day in reference.dates:
         state = states.get(day)
@@ -586,7 +635,7 @@ def quarantine_problems(
     """Quarantine rows that differ from the reference's (partition, raw, reason), or a
     partition whose rows come from more than one attempt."""
     lakehouse = Lakehouse(_lakehouse_config(lake_cfg))
-    quarantine = lakehouse.framework_table(f"quarantine_{JOB_NAME}")
+    quarantine = lakehouse.framework_table(f"quarantine_{reference.job.name}")
     rows = quarantine.read(spark).collect() if quarantine.exists(spark) else []
     actual, expected = (
         Counter((r.partition, r.raw, r.reason) for r in rows),
@@ -607,8 +656,10 @@ def quarantine_problems(
     return problems
 
 
-def target_frame(spark: SparkSession, lake_cfg: Lake | Config | LakehouseConfig) -> DataFrame:
-    return Lakehouse(_lakehouse_config(lake_cfg)).table(TARGET).read(spark)
+def target_frame(
+    spark: SparkSession, lake_cfg: Lake | Config | LakehouseConfig, job: Job = DEFAULT_JOB
+) -> DataFrame:
+    return Lakehouse(_lakehouse_config(lake_cfg)).table(job.sink.table).read(spark)
 
 
 def assert_recovered(
@@ -627,8 +678,9 @@ def assert_recovered(
     where = Lakehouse(_lakehouse_config(lake_cfg)).root
     problems = ledger_problems(spark, lake_cfg, reference)
     problems += quarantine_problems(spark, lake_cfg, reference)
-    target = target_frame(spark, lake_cfg)
-    diff = diff_rows(target, reference.silver)
+    job = reference.job
+    target = target_frame(spark, lake_cfg, job)
+    diff = diff_rows(target, reference.silver, job.partition_column)
     if not diff.clean:
         problems.append(f"target differs from the uninterrupted run: {diff}")
     assert not problems, f"{where} did not recover:\n  " + "\n  ".join(problems)

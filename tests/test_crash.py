@@ -1,13 +1,17 @@
-"""kill -9 anywhere, then rerun: the result equals an uninterrupted run (issue 3).
+"""kill -9 anywhere, then rerun: the result equals an uninterrupted run (issues 3 and 8).
 
-Every run here is a real ``ninelives run orders_daily`` child process in its own process
+Every crashed run here is a real ``ninelives run`` child process (``orders_daily``, and
+the watermark job ``orders_incremental`` at every crash point) in its own process
 group, killed with SIGKILL of the whole group: at a named crash point, at a random
-instant, or the moment the filesystem shows a commit in flight. The rerun is the same
-plain command. "Recovered" is :func:`tests.crashkit.assert_recovered`: ledger complete
-with counts that add up, target equal to an uninterrupted run into another lakehouse in
-every non-audit column, quarantine equal too.
+instant, or the moment the filesystem shows a commit in flight. The rerun that follows
+is ``run_job`` in the test's own session (:func:`tests.crashkit.rerun`): the same
+planning, healing and lease takeover as the command line, minus a JVM start. The
+takeover test reruns on the command line, which is what it is about. "Recovered" is
+:func:`tests.crashkit.assert_recovered`: ledger complete with counts that add up,
+target equal to an uninterrupted run into another lakehouse in every non-audit column,
+quarantine equal too.
 
-The uninterrupted reference and a lakehouse with the first date already complete are
+The uninterrupted references and lakehouses with the first date already complete are
 made once per module, in-process; each test copies what it needs. Child sessions use
 ``local[1]`` to stay light on a two-core machine.
 """
@@ -29,9 +33,12 @@ from pyspark.sql import Row, SparkSession
 from pyspark.sql import functions as F
 
 from framework.crashpoints import POINTS
+from framework.job import Job
 from framework.keys import KEY_COLUMN
 from framework.ledger import COMPLETE, Ledger
 from jobs.landing import sample_dates, seed_orders
+from jobs.orders_daily import JOB as ORDERS_DAILY
+from jobs.orders_incremental import JOB as ORDERS_INCREMENTAL
 from tests.crashkit import (
     JOB_NAME,
     KILLED,
@@ -49,6 +56,7 @@ from tests.crashkit import (
     log_versions,
     new_lake,
     reference_run,
+    rerun,
     run_child,
     start_run,
     tagged_commits,
@@ -82,30 +90,41 @@ def landing(spark: SparkSession, crash_root: Path) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
 def reference_and_first_day(
-    spark: SparkSession, crash_root: Path, landing: Path
+    spark: SparkSession, crash_root: Path, landing: Path, job: Job
 ) -> tuple[Reference, Path]:
-    """The uninterrupted in-process reference over all dates, in its own lakehouse, and
-    a snapshot of that lakehouse taken when only D1 was complete."""
-    lake = new_lake(crash_root / "reference", landing)
-    reference_run(spark, lake.config, [D1])
-    first_day = crash_root / "first-day-done"
+    """The uninterrupted in-process reference of ``job`` over all dates, in its own
+    lakehouse, and a snapshot of that lakehouse taken when only D1 was complete."""
+    lake = new_lake(crash_root / f"reference-{job.name}", landing, job=job)
+    reference_run(spark, lake.config, [D1], job)
+    first_day = crash_root / f"first-day-done-{job.name}"
     shutil.copytree(lake.root, first_day)
-    return reference_run(spark, lake.config, DATES), first_day
+    return reference_run(spark, lake.config, DATES, job), first_day
 
 
 @pytest.fixture(scope="module")
-def reference(reference_and_first_day: tuple[Reference, Path]) -> Reference:
-    return reference_and_first_day[0]
+def daily(spark, crash_root, landing) -> tuple[Reference, Path]:
+    return reference_and_first_day(spark, crash_root, landing, ORDERS_DAILY)
 
 
 @pytest.fixture(scope="module")
-def first_day_done(reference_and_first_day: tuple[Reference, Path]) -> Path:
+def incremental(spark, crash_root, landing) -> tuple[Reference, Path]:
+    """orders_incremental, a watermark job: the first-day snapshot has its watermark
+    at D2."""
+    return reference_and_first_day(spark, crash_root, landing, ORDERS_INCREMENTAL)
+
+
+@pytest.fixture(scope="module")
+def reference(daily: tuple[Reference, Path]) -> Reference:
+    return daily[0]
+
+
+@pytest.fixture(scope="module")
+def first_day_done(daily: tuple[Reference, Path]) -> Path:
     """A lakehouse whose ledger holds D1 complete: copied by tests that crash in D2,
     so that a complete partition sits next to the crashed one without every test
     paying for a child to process it."""
-    return reference_and_first_day[1]
+    return daily[1]
 
 
 def ledger_rows(spark: SparkSession, lake: Lake) -> list:
@@ -119,8 +138,7 @@ def ledger_rows(spark: SparkSession, lake: Lake) -> list:
 
 
 def partition_state(spark: SparkSession, lake: Lake, day):
-    states = Ledger(spark, lake.lakehouse.framework_table("ledger")).states(JOB_NAME)[JOB_NAME]
-    return states.get(day)
+    return lake.states(spark).get(day)
 
 
 def committed_partitions(table: Path) -> list[str]:
@@ -147,11 +165,22 @@ def test_every_crash_point_of_issue_3_exists() -> None:
     assert set(POINTS) >= BEFORE_TARGET_COMMIT | AFTER_TARGET_COMMIT, POINTS
 
 
+JOBS = {ORDERS_DAILY.name: ORDERS_DAILY, ORDERS_INCREMENTAL.name: ORDERS_INCREMENTAL}
+SCENARIO = {ORDERS_DAILY.name: "daily", ORDERS_INCREMENTAL.name: "incremental"}
+
+
+@pytest.mark.parametrize("job_name", list(JOBS))
 @pytest.mark.parametrize("point", POINTS)
 def test_rerun_after_a_crash_at_each_point_equals_an_uninterrupted_run(
-    spark, tmp_path, landing, first_day_done, reference, point
+    request, spark, tmp_path, landing, point, job_name
 ) -> None:
-    lake = new_lake(tmp_path, landing, template=first_day_done)
+    """For the partition job and the watermark job (``--to D2`` from its watermark D2):
+    the child dies at the point in D2, and a plain rerun recovers. A watermark never
+    moves past a window whose completion is not recorded, and needs no ``--force`` to
+    finish a window whose data the crashed run already committed."""
+    job = JOBS[job_name]
+    reference, first_day_done = request.getfixturevalue(SCENARIO[job_name])
+    lake = new_lake(tmp_path, landing, template=first_day_done, job=job)
 
     crashed = run_child(lake, TWO_DAYS, crash_at=f"{point}@{D2}")
     expect_exit(crashed, KILLED)
@@ -161,9 +190,12 @@ def test_rerun_after_a_crash_at_each_point_equals_an_uninterrupted_run(
     if point in BEFORE_TARGET_COMMIT | AFTER_TARGET_COMMIT:
         committed = D2.isoformat() in committed_partitions(lake.target_path)
         assert committed == (point in AFTER_TARGET_COMMIT), (point, committed)
+    if job.watermark_start is not None:
+        assert lake.watermark(spark) == D2, "the watermark moved ahead of a crashed window"
 
-    rerun = run_child(lake, TWO_DAYS)
-    expect_exit(rerun, 0)
+    rerun(spark, lake, TWO_DAYS)
+    if job.watermark_start is not None:
+        assert lake.watermark(spark) == D3
     assert_recovered(spark, lake, reference.restricted(TWO_DAYS))
 
 
@@ -194,8 +226,7 @@ def test_random_kills_then_a_rerun_equal_an_uninterrupted_run(
         )
     print("; ".join(history))
 
-    rerun = run_child(lake, DATES)
-    expect_exit(rerun, 0)
+    rerun(spark, lake, DATES)
     assert_recovered(spark, lake, reference)
 
 
@@ -232,8 +263,7 @@ def test_kill_during_the_target_merge_commit(
             f"{f' on {caught}' if caught else ''}; new target commits: {new_commits}"
         )
 
-    rerun = run_child(lake, TWO_DAYS)
-    expect_exit(rerun, 0)
+    rerun(spark, lake, TWO_DAYS)
     assert_recovered(spark, lake, reference.restricted(TWO_DAYS))
 
 
@@ -261,8 +291,7 @@ def test_kill_during_the_ledger_write_that_follows_the_target_commit(
     new_commits = commit_operations(lake.ledger_path)[ledger_before_run:]
     print(f"killed after {child.seconds:.1f} s on {caught}; new ledger commits: {new_commits}")
 
-    rerun = run_child(lake, TWO_DAYS)
-    expect_exit(rerun, 0)
+    rerun(spark, lake, TWO_DAYS)
     assert_recovered(spark, lake, reference.restricted(TWO_DAYS))
 
 
@@ -336,13 +365,13 @@ def test_a_runner_killed_holding_its_lease_is_taken_over_by_the_next_plain_run(
     claimed = partition_state(spark, lake, D2)
     assert claimed is not None and claimed.state != COMPLETE and claimed.pid == dead.pid, claimed
 
-    # Immediately, without --wait and without any manual step.
-    rerun = run_child(lake, [D2])
-    expect_exit(rerun, 0)
-    assert not HELD.search(rerun.stderr), rerun.describe()
+    # Immediately, without --wait and without any manual step, on the command line.
+    again = run_child(lake, [D2])
+    expect_exit(again, 0)
+    assert not HELD.search(again.stderr), again.describe()
     final = partition_state(spark, lake, D2)
     assert final.state == COMPLETE and final.attempt > claimed.attempt, (claimed, final)
-    assert final.pid == rerun.pid, final
+    assert final.pid == again.pid, final
     assert_recovered(spark, lake, reference.restricted(TWO_DAYS))
 
 
