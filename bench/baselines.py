@@ -12,9 +12,13 @@ local_session_builder``: same master, shuffle partitions, driver memory, Delta j
 * ``bare``: a hand-written loop, one date at a time: read the JSON lines with the job's
   schema in PERMISSIVE mode, drop malformed lines, ``normalise_orders``, the same key
   and row hash, dedupe by key with a window (latest ``ingested_at`` wins), then the same
-  MERGE ninelives issues (literal partition predicate and key; update when the row
-  hash differs, insert, delete not matched by source within the partition) into a
-  table with deletion vectors. No ledger, no counts, no quarantine, no commit tags.
+  MERGE ninelives issues (literal partition predicate and key; the partition's keys
+  missing from the new rows added to the source and deleted by a MATCHED clause; update
+  when the row hash differs; insert) into a table with deletion vectors. No ledger, no
+  counts, no quarantine, no commit tags.
+* ``bare-nmbs``: the same loop with the MERGE written the obvious way, ``WHEN NOT MATCHED
+  BY SOURCE DELETE`` for vanished keys (what ninelives issued before; Delta skips no
+  target file for it, so each MERGE scans the whole table).
 * ``plain``: the floor: one read of every date's JSON, ``normalise_orders``, one
   partitioned Delta write.
 * ``naive``: what a user writes without ninelives: the bare loop with a blind append
@@ -95,8 +99,10 @@ def day_path(root: str, day: dt.date) -> str:
     return f"{root}/{ORDERS_FOLDER}/{PARTITION_COLUMN}={day.isoformat()}"
 
 
-def merge_day(spark: SparkSession, target: str, df: DataFrame, day: dt.date) -> None:
-    """The MERGE of ``framework.sinks.MergeSink``, hand-written."""
+def merge_day(
+    spark: SparkSession, target: str, df: DataFrame, day: dt.date, *, nmbs: bool = False
+) -> None:
+    """The MERGE of ``framework.sinks.MergeSink``, hand-written (``nmbs``: the old one)."""
     if not DeltaTable.isDeltaTable(spark, target):
         (
             DeltaTable.createIfNotExists(spark)
@@ -107,23 +113,37 @@ def merge_day(spark: SparkSession, target: str, df: DataFrame, day: dt.date) -> 
             .execute()
         )
     in_partition = F.col(f"t.{PARTITION_COLUMN}") == F.lit(day)
+    on = in_partition & (F.col(f"t.{KEY_COLUMN}") == F.col(f"s.{KEY_COLUMN}"))
+    changed = F.col(f"t.{ROW_HASH_COLUMN}") != F.col(f"s.{ROW_HASH_COLUMN}")
+    table = DeltaTable.forPath(spark, target).alias("t")
+    if nmbs:
+        (
+            table.merge(df.alias("s"), on)
+            .whenMatchedUpdateAll(condition=changed)
+            .whenNotMatchedInsertAll()
+            .whenNotMatchedBySourceDelete(condition=in_partition)
+            .execute()
+        )
+        return
+    gone = (
+        spark.read.format("delta")
+        .load(target)
+        .where(F.col(PARTITION_COLUMN) == F.lit(day))
+        .select(PARTITION_COLUMN, KEY_COLUMN)
+        .distinct()
+        .join(df.select(KEY_COLUMN), KEY_COLUMN, "left_anti")
+    )
+    vanished = F.col(f"s.{ROW_HASH_COLUMN}").isNull()
     (
-        DeltaTable.forPath(spark, target)
-        .alias("t")
-        .merge(
-            df.alias("s"),
-            in_partition & (F.col(f"t.{KEY_COLUMN}") == F.col(f"s.{KEY_COLUMN}")),
-        )
-        .whenMatchedUpdateAll(
-            condition=F.col(f"t.{ROW_HASH_COLUMN}") != F.col(f"s.{ROW_HASH_COLUMN}")
-        )
-        .whenNotMatchedInsertAll()
-        .whenNotMatchedBySourceDelete(condition=in_partition)
+        table.merge(df.unionByName(gone, allowMissingColumns=True).alias("s"), on)
+        .whenMatchedDelete(condition=vanished)
+        .whenMatchedUpdateAll(condition=changed)
+        .whenNotMatchedInsertAll(condition=~vanished)
         .execute()
     )
 
 
-def loop(args: argparse.Namespace, *, append: bool) -> None:
+def loop(args: argparse.Namespace, *, append: bool, nmbs: bool = False) -> None:
     spark = session(args.conf, f"bench-{args.mode}")
     root = landing(args.conf)
     run_id = f"{args.mode}-{os.getpid()}"
@@ -133,7 +153,7 @@ def loop(args: argparse.Namespace, *, append: bool) -> None:
         if append:
             df.write.format("delta").mode("append").partitionBy(PARTITION_COLUMN).save(args.target)
         else:
-            merge_day(spark, args.target, df, day)
+            merge_day(spark, args.target, df, day, nmbs=nmbs)
         print(f"{args.mode} {day} done in {time.monotonic() - started:.1f}s", flush=True)
         if args.crash_after and n == args.crash_after:
             os.killpg(os.getpgid(0), signal.SIGKILL)
@@ -184,7 +204,7 @@ def inspect(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("mode", choices=("bare", "plain", "naive", "inspect"))
+    parser.add_argument("mode", choices=("bare", "bare-nmbs", "plain", "naive", "inspect"))
     parser.add_argument("--conf", required=True, help="the benchmark's TOML config")
     parser.add_argument("--target", help="Delta table path to write")
     parser.add_argument("--from", dest="start", type=dt.date.fromisoformat)
@@ -193,10 +213,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--table", action="append", default=[])
     parser.add_argument("--ledger", action="append", default=[], help="a lakehouse root")
     args = parser.parse_args(argv)
-    if args.mode in ("bare", "naive"):
+    if args.mode in ("bare", "bare-nmbs", "naive"):
         if not (args.target and args.start and args.end):
             parser.error(f"{args.mode} needs --target, --from and --to")
-        loop(args, append=args.mode == "naive")
+        loop(args, append=args.mode == "naive", nmbs=args.mode == "bare-nmbs")
     elif args.mode == "plain":
         if not args.target:
             parser.error("plain needs --target")

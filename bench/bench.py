@@ -29,10 +29,13 @@ Cases::
 
 Run from the repository root (``make bench ROWS=1000000``)::
 
-    python bench/bench.py --rows 1000000 [--cases abcdefg] [--parallel-sweep]
+    python bench/bench.py --rows 1000000 [--cases abcdefg] [--parallel-sweep] [--bare-nmbs]
 
-It writes ``bench/results/latest.json``, ``bench/results/ratios.png`` and
-``bench/RESULTS.md``.
+It writes ``bench/results/latest.json`` (and a copy, ``rows-<ROWS>.json``),
+``bench/results/ratios.png`` and ``bench/RESULTS.md``. ``--parallel-sweep`` adds full runs
+at ``--max-parallel`` 2 and 4 right after a and d; ``--bare-nmbs`` adds the bare loop with
+the MERGE written with ``WHEN NOT MATCHED BY SOURCE`` (quadratic: each MERGE scans the
+whole table). Scratch data lives in ``/tmp/ninelives-bench/rows-<ROWS>``.
 """
 
 from __future__ import annotations
@@ -343,6 +346,7 @@ class Bench:
         self.args = args
         self.work = Path(args.workdir).resolve()
         self.days = args.days
+        self.rows_requested = args.rows
         self.rows_per_day = args.rows // args.days
         self.rows = self.rows_per_day * self.days
         self.dates = [START + dt.timedelta(days=n) for n in range(self.days)]
@@ -512,6 +516,15 @@ class Bench:
         name = f"d_bare{suffix}"
         self.expect(self.measure(name, self.baseline(name, "bare", *args)), 0)
 
+    def case_d_nmbs(self) -> None:
+        """The bare loop with the MERGE written with WHEN NOT MATCHED BY SOURCE (no metric:
+        it shows what the file pruning of ninelives' MERGE is worth)."""
+        target = self.fresh_lakehouse("d_nmbs") / TARGET
+        first, last = self.all_dates()[1], self.all_dates()[3]
+        args = ("--target", str(target), "--from", first, "--to", last)
+        name = "d_bare_nmbs"
+        self.expect(self.measure(name, self.baseline(name, "bare-nmbs", *args)), 0)
+
     def case_e(self) -> None:
         target = self.fresh_lakehouse("e") / TARGET
         run = self.measure("e_plain", self.baseline("e_plain", "plain", "--target", str(target)))
@@ -600,7 +613,7 @@ class Bench:
 
         def seconds(name: str) -> float | None:
             m = best.get(name) or r.get(name)
-            return m.seconds if m else None
+            return round(m.seconds, 2) if m else None
 
         def ratio(name: str) -> float | None:
             s = seconds(name)
@@ -630,6 +643,7 @@ class Bench:
             "rows": self.rows,
             "full_s": round(full, 2) if full else None,
             "bare_s": seconds("d_bare"),
+            "bare_nmbs_s": seconds("d_bare_nmbs"),
             "plain_s": seconds("e_plain"),
             "recovery_ratio": ratio("b_rerun"),
             "noop_ratio": ratio("c_noop"),
@@ -659,6 +673,13 @@ class Bench:
                     for n, m in r.items()
                     if n.startswith("a_parallel")
                 },
+            },
+            # full run at --max-parallel N / the (serial) bare loop: the bare loop does one
+            # date at a time by definition, so N > 1 is not like for like.
+            "overhead_vs_bare_parallel": {
+                n.removeprefix("a_parallel"): _div(m.seconds, seconds("d_bare"))
+                for n, m in r.items()
+                if n.startswith("a_parallel")
             },
             "noop_exit_code_without_landing": r["c_noop"].rc if "c_noop" in r else None,
             "noop_sql_touching": r["c_noop"].eventlog.get("sql_touching")
@@ -717,6 +738,9 @@ CASE_TEXT = {
     "b_rerun": "b: rerun after the crash",
     "c_noop": "c: no-op rerun, landing renamed away",
     "d_bare": "d: bare hand-written MERGE loop",
+    "d_bare_nmbs": "bare loop, MERGE with WHEN NOT MATCHED BY SOURCE (reference)",
+    "a_parallel2": "a with `--max-parallel 2`",
+    "a_parallel4": "a with `--max-parallel 4`",
     "e_plain": "e: plain bulk partitioned append",
     "f_naive_crash": "f: naive append loop killed after 27 dates",
     "f_naive_rerun": "f: naive rerun from scratch",
@@ -769,7 +793,13 @@ def write_markdown(res: dict[str, Any], path: Path, argv: list[str]) -> None:
         f"| h | `peak_rss_mb` b (JVM / tree) | — | {_rss(rss.get('b'))} | |",
         "",
         f"`full_s` = {res.get('full_s')} s, bare {res.get('bare_s')} s, plain "
-        f"{res.get('plain_s')} s (with `--repeat`, the fastest of the repeats). The same "
+        f"{res.get('plain_s')} s (with `--repeat`, the fastest of the repeats)"
+        + (
+            f"; the bare loop with a `WHEN NOT MATCHED BY SOURCE` MERGE took {res['bare_nmbs_s']} s"
+            if res.get("bare_nmbs_s")
+            else ""
+        )
+        + ". The same "
         "ratios in CPU seconds of the child's process tree, less sensitive to the shared "
         f"load: {', '.join(f'{k} {v}' for k, v in res['cpu_ratios'].items() if v is not None)}.",
         "",
@@ -802,9 +832,24 @@ def write_markdown(res: dict[str, Any], path: Path, argv: list[str]) -> None:
         ]
     par = {k: v for k, v in res["parallel"].items() if v}
     if len(par) > 1:
-        lines += ["", "## `--max-parallel`", "", "| N | wall s | speed-up |", "|---|---|---|"]
-        for n, s in par.items():
-            lines.append(f"| {n} | {s:.1f} | {par['1'] / s:.2f} |")
+        bare = res.get("bare_s")
+        lines += [
+            "",
+            "## `--max-parallel`",
+            "",
+            "Full runs (case a) with N partitions at a time in one Spark application, "
+            "run right after a and d. The bare loop is serial by definition, so only N = 1 "
+            "is like for like (`overhead_vs_bare`); the others show what a night gains "
+            "from the option.",
+            "",
+            "| N | wall s | CPU s | speed-up vs N = 1 | / bare (serial) |",
+            "|---|---|---|---|---|",
+        ]
+        for n, secs in par.items():
+            run = res["runs"].get("a_full" if n == "1" else f"a_parallel{n}") or {}
+            cpu = f"{run['cpu_s']:.0f}" if run else "—"
+            vs_bare = f"{secs / bare:.3f}" if bare else "—"
+            lines.append(f"| {n} | {secs:.1f} | {cpu} | {par['1'] / secs:.2f} | {vs_bare} |")
     c = res["runs"].get("c_noop")
     if c:
         touching = res.get("noop_sql_touching") or {}
@@ -914,7 +959,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="ninelives benchmark (issue 7)")
     parser.add_argument("--rows", type=int, default=10_000_000, help="good events in all")
     parser.add_argument("--days", type=int, default=30, help="date partitions")
-    parser.add_argument("--workdir", default="/tmp/ninelives-bench")
+    parser.add_argument(
+        "--workdir",
+        default=None,
+        help="scratch folder (default /tmp/ninelives-bench/rows-<ROWS>: each size keeps its "
+        "seeded landing data, so a 1M run does not reseed the 10M data)",
+    )
+    parser.add_argument(
+        "--seed-only", action="store_true", help="seed the landing data for --rows and stop"
+    )
     parser.add_argument(
         "--cases", default="abcdefg", help="subset of a-g (b, c, d, e and g also run a)"
     )
@@ -926,6 +979,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--parallel-sweep", action="store_true", help="also time full runs at each --max-parallel"
+    )
+    parser.add_argument(
+        "--bare-nmbs",
+        action="store_true",
+        help="also time the bare loop with a WHEN NOT MATCHED BY SOURCE MERGE (scans the "
+        "whole target per date: quadratic in the number of dates)",
     )
     parser.add_argument(
         "--serial",
@@ -956,6 +1015,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("need --days >= 2 and --rows >= --days")
     if set(args.cases) - set("abcdefgh"):
         parser.error("--cases takes letters a-h")
+    if args.workdir is None:
+        args.workdir = f"/tmp/ninelives-bench/rows-{args.rows}"
     return args
 
 
@@ -977,6 +1038,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     started = time.monotonic()
     bench.seed()
+    if args.seed_only:
+        return 0
     # Timed runs one at a time; a and d back to back, so that the overhead ratio
     # compares them under similar load.
     for repeat in range(args.repeat):
@@ -985,6 +1048,10 @@ def main(argv: list[str] | None = None) -> int:
             bench.case_a(suffix)
         if "d" in cases:
             bench.case_d(suffix)
+    if args.bare_nmbs:
+        bench.case_d_nmbs()
+    if args.parallel_sweep:  # right after a and d: the same load, comparable ratios
+        bench.parallel_sweep()
     for letter, case in (("e", bench.case_e), ("c", bench.case_c)):
         if letter in cases:
             case()
@@ -1005,14 +1072,14 @@ def main(argv: list[str] | None = None) -> int:
                 future.result()
     if "b" in cases:
         bench.case_b_rerun()
-    if args.parallel_sweep:
-        bench.parallel_sweep()
     inspected = bench.inspect() if cases & set("abdf") else {}
     res = bench.results(inspected, load_start)
     res["bench_seconds"] = round(time.monotonic() - started, 1)
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "latest.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
+    text = json.dumps(res, indent=2, default=str) + "\n"
+    (out / "latest.json").write_text(text)
+    (out / f"rows-{bench.rows_requested}.json").write_text(text)  # kept per size
     write_chart(res, out / "ratios.png")
     write_markdown(res, Path(args.markdown), argv)
     summary = {k: res[k] for k in ("rows", "full_s", *TARGETS, "naive_duplicates", "peak_rss_mb")}
