@@ -338,6 +338,115 @@ def delta_commit(table: Path, version: int) -> dict[str, Any]:
     }
 
 
+def _commit_infos(table: Path) -> list[dict[str, Any]]:
+    """Every commit of a Delta table: its commitInfo plus the stats of the rows it added."""
+    out = []
+    for version in delta_versions(table) if (table / "_delta_log").is_dir() else []:
+        info: dict[str, Any] = {"version": version, "added": []}
+        with open(table / "_delta_log" / f"{version:020d}.json") as lines:
+            for line in lines:
+                action = json.loads(line)
+                if "commitInfo" in action:
+                    info.update(action["commitInfo"])
+                elif "add" in action and action["add"].get("stats"):
+                    info["added"].append(json.loads(action["add"]["stats"]))
+        out.append(info)
+    return out
+
+
+def _ms(commit: dict[str, Any], name: str) -> float:
+    return int((commit.get("operationMetrics") or {}).get(name, 0)) / 1000
+
+
+def _iso_ms(text: str) -> float:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000
+
+
+def _median(values: list[float]) -> float | None:
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return round(values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2, 2)
+
+
+def partition_profile(work: Path) -> dict[str, Any]:
+    """Where one partition's time goes, from the Delta logs of runs a and d (no Spark).
+
+    ninelives, per partition of run a: the MERGE (its ``executionTimeMs``, split into
+    materializing the source, scanning for matches and writing), the time from the
+    target commit to the quarantine commit (finding the commit, the quarantine write),
+    from the ledger's ``finished_at`` to the ledger commit (the ``complete`` append), and
+    the rest before the MERGE (fingerprint, read, validate, stage, count): from the
+    previous partition's ledger commit to the MERGE's start. Bare loop, per date of run
+    d: its MERGE (whose source materialization is the read and dedupe) and the rest.
+    Medians over the dates, first date excluded (JVM warm-up).
+    """
+    out: dict[str, Any] = {}
+    lh = work / "lh_a"
+    merges: dict[str, dict[str, Any]] = {}
+    for c in _commit_infos(lh / TARGET):
+        meta = json.loads(c["userMetadata"]) if c.get("userMetadata") else {}
+        if c.get("operation") == "MERGE" and meta.get("attempt") == 1:
+            merges.setdefault(meta["partition"], c)
+    quarantine: dict[str, dict[str, Any]] = {}
+    for c in _commit_infos(lh / "_ninelives" / "quarantine_orders_daily"):
+        meta = json.loads(c["userMetadata"]) if c.get("userMetadata") else {}
+        if meta.get("attempt") == 1:
+            quarantine.setdefault(meta["partition"], c)
+    ledger: dict[str, tuple[float, float]] = {}
+    for c in _commit_infos(lh / "_ninelives" / "ledger"):
+        for stats in c["added"]:
+            row = stats.get("minValues") or {}
+            if row.get("state") == "complete" and row.get("attempt") == 1:
+                ledger.setdefault(row["partition"], (_iso_ms(row["finished_at"]), c["timestamp"]))
+    steps: dict[str, list[float]] = defaultdict(list)
+    previous_end = None
+    for day in sorted(merges):
+        merge, q, done = merges[day], quarantine.get(day), ledger.get(day)
+        execution = _ms(merge, "executionTimeMs")
+        if previous_end is not None and q and done:
+            start = merge["timestamp"] - execution * 1000
+            steps["before the MERGE: fingerprint, read, validate, stage, count"].append(
+                (start - previous_end) / 1000
+            )
+            steps["MERGE"].append(execution)
+            steps["  of which materialize source"].append(_ms(merge, "materializeSourceTimeMs"))
+            steps["  of which scan for matches"].append(_ms(merge, "scanTimeMs"))
+            steps["  of which write"].append(_ms(merge, "rewriteTimeMs"))
+            steps["target commit -> quarantine commit"].append(
+                (q["timestamp"] - merge["timestamp"]) / 1000
+            )
+            steps["quarantine commit -> ledger complete commit"].append(
+                (done[1] - q["timestamp"]) / 1000
+            )
+            steps["partition"].append((done[1] - previous_end) / 1000)
+        previous_end = done[1] if done else None
+    out["ninelives"] = {k: _median(v) for k, v in steps.items()}
+    out["ninelives_partitions"] = len(steps["partition"])
+    bare: dict[str, list[float]] = defaultdict(list)
+    log = work / "logs" / "d_bare.log"
+    totals = (
+        [float(x) for x in re.findall(r"bare \S+ done in ([\d.]+)s", log.read_text())]
+        if log.is_file()
+        else []
+    )
+    bare_merges = [
+        c for c in _commit_infos(work / "lh_d" / TARGET) if c.get("operation") == "MERGE"
+    ]
+    # A killed or unfinished loop has fewer MERGE commits than dates: pair what is there.
+    for total, merge in list(zip(totals, bare_merges, strict=False))[1:]:
+        bare["partition"].append(total)
+        bare["MERGE"].append(_ms(merge, "executionTimeMs"))
+        bare["  of which materialize source"].append(_ms(merge, "materializeSourceTimeMs"))
+        bare["  of which scan for matches"].append(_ms(merge, "scanTimeMs"))
+        bare["  of which write"].append(_ms(merge, "rewriteTimeMs"))
+        bare["before the MERGE"].append(total - _ms(merge, "executionTimeMs"))
+    out["bare"] = {k: _median(v) for k, v in bare.items()}
+    out["bare_dates"] = len(bare["partition"])
+    return out
+
+
 # -- the benchmark ----------------------------------------------------------------------
 
 
@@ -690,6 +799,7 @@ class Bench:
             "untimed_runs_overlapped": bool(self.details.get("overlapped")),
             "unchanged_rerun": self.details.get("g"),
             "inspected": inspected,
+            "profile": partition_profile(self.work),
             "runs": {n: asdict(m) for n, m in r.items()},
             "load_average": {"start": load_start, "end": os.getloadavg()},
             "machine": machine(),
@@ -775,22 +885,50 @@ def write_markdown(res: dict[str, Any], path: Path, argv: list[str]) -> None:
         "",
         "## Targets",
         "",
-        "| case | metric | target | measured | |",
-        "|---|---|---|---|---|",
+        "| case | metric | target | measured (wall s) | | the same in CPU s |",
+        "|---|---|---|---|---|---|",
     ]
+    cpu_key = {
+        "recovery_ratio": "recovery",
+        "noop_ratio": "noop",
+        "overhead_vs_bare": "vs_bare",
+        "overhead_vs_plain": "vs_plain",
+    }
     for metric, (op, target, case) in TARGETS.items():
         value = res.get(metric)
         shown = (
             "—" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
         )
+        cpu = (res.get("cpu_ratios") or {}).get(cpu_key.get(metric, ""))
+        cpu_shown = f"{cpu:.3f} ({verdict(metric, cpu)})" if cpu is not None else ""
         lines.append(
-            f"| {case} | `{metric}` | {op} {target} | {shown} | {verdict(metric, value)} |"
+            f"| {case} | `{metric}` | {op} {target} | {shown} | {verdict(metric, value)} "
+            f"| {cpu_shown} |"
         )
     rss = res.get("peak_rss_mb") or {}
+    runs = res.get("runs") or {}
+    uneven = [
+        f"{name} ran at a mean load of {runs[name].get('load_mean', 0):.1f} against "
+        f"{runs['a_full'].get('load_mean', 0):.1f} for a_full"
+        for name in ("d_bare", "e_plain", "b_rerun", "c_noop")
+        if name in runs
+        and "a_full" in runs
+        and abs(runs[name].get("load_mean", 0) - runs["a_full"].get("load_mean", 0))
+        > 0.25 * max(runs["a_full"].get("load_mean", 0), 1.0)
+    ]
+    if uneven:
+        lines += [
+            "",
+            "**Uneven load**: "
+            + "; ".join(uneven)
+            + ". Other processes on this shared machine slow a run's wall clock more than "
+            "its CPU seconds, so for these ratios the CPU-second column is the like-for-like "
+            "one.",
+        ]
     lines += [
-        f"| f | `naive_duplicates` (the problem) | — | {res.get('naive_duplicates')} | |",
-        f"| h | `peak_rss_mb` a (JVM / tree) | — | {_rss(rss.get('a'))} | |",
-        f"| h | `peak_rss_mb` b (JVM / tree) | — | {_rss(rss.get('b'))} | |",
+        f"| f | `naive_duplicates` (the problem) | — | {res.get('naive_duplicates')} | | |",
+        f"| h | `peak_rss_mb` a (JVM / tree) | — | {_rss(rss.get('a'))} | | |",
+        f"| h | `peak_rss_mb` b (JVM / tree) | — | {_rss(rss.get('b'))} | | |",
         "",
         f"`full_s` = {res.get('full_s')} s, bare {res.get('bare_s')} s, plain "
         f"{res.get('plain_s')} s (with `--repeat`, the fastest of the repeats)"
@@ -885,6 +1023,45 @@ def write_markdown(res: dict[str, Any], path: Path, argv: list[str]) -> None:
                 f"| {commit['version']} | {commit['operation']} | {updated} | {added} "
                 f"| {commit['add_actions']} |"
             )
+    prof = res.get("profile") or {}
+    fw, bare = prof.get("ninelives") or {}, prof.get("bare") or {}
+    if fw:
+        lines += [
+            "",
+            "## Where a partition's time goes",
+            "",
+            "Medians over the dates of runs a and d (the first date left out: JVM warm-up), "
+            "from the Delta logs the runs wrote: the MERGE's own `executionTimeMs`, "
+            "`materializeSourceTimeMs`, `scanTimeMs` and `rewriteTimeMs`, and the commit "
+            "timestamps of the target, the quarantine and the ledger (`partition_profile` "
+            f"in bench.py; {prof.get('ninelives_partitions')} partitions of a, "
+            f"{prof.get('bare_dates')} dates of d). The bare loop's read, transform and "
+            "dedupe happen inside its MERGE (materialize source); ninelives reads and "
+            "stages before its MERGE, which then materializes the cached rows and the "
+            "vanished keys.",
+            "",
+            "| step | ninelives s | bare s |",
+            "|---|---|---|",
+        ]
+        names = [
+            ("before the MERGE: fingerprint, read, validate, stage, count", "before the MERGE"),
+            ("MERGE", "MERGE"),
+            ("  of which materialize source", "  of which materialize source"),
+            ("  of which scan for matches", "  of which scan for matches"),
+            ("  of which write", "  of which write"),
+            ("target commit -> quarantine commit", None),
+            ("quarantine commit -> ledger complete commit", None),
+            ("partition", "partition"),
+        ]
+        for a_name, d_name in names:
+            label = a_name.strip().replace("->", "→")
+            label = f"… {label}" if a_name.startswith("  ") else label
+            if a_name == "partition":
+                label = "**one partition**"
+            d_value = bare.get(d_name) if d_name else None
+            lines.append(
+                f"| {label} | {fw.get(a_name, '—')} | {'—' if d_value is None else d_value} |"
+            )
     lines += [
         "",
         "## Where the time goes (Spark event logs)",
@@ -969,6 +1146,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--seed-only", action="store_true", help="seed the landing data for --rows and stop"
     )
     parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rewrite RESULTS.md and the chart from --results/latest.json, adding the "
+        "per-partition profile from the workdir's Delta logs; runs nothing",
+    )
+    parser.add_argument(
         "--cases", default="abcdefg", help="subset of a-g (b, c, d, e and g also run a)"
     )
     parser.add_argument(
@@ -1020,9 +1203,26 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def report_only(args: argparse.Namespace, argv: list[str]) -> int:
+    out = Path(args.results)
+    res = json.loads((out / "latest.json").read_text())
+    if res.get("rows") != Bench(args).rows:
+        raise SystemExit(f"[bench] {out / 'latest.json'} is for {res.get('rows')} rows")
+    res["profile"] = partition_profile(Path(args.workdir))
+    text = json.dumps(res, indent=2, default=str) + "\n"
+    (out / "latest.json").write_text(text)
+    (out / f"rows-{args.rows}.json").write_text(text)
+    write_chart(res, out / "ratios.png")
+    write_markdown(res, Path(args.markdown), argv)
+    print(f"[bench] rewrote {args.markdown} and {out}/ from {out / 'latest.json'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    if args.report_only:
+        return report_only(args, [a for a in argv if a != "--report-only"])
     load_start = os.getloadavg()
     bench = Bench(args)
     bench.work.mkdir(parents=True, exist_ok=True)
