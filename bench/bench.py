@@ -1213,7 +1213,7 @@ def report_only(args: argparse.Namespace, argv: list[str]) -> int:
     (out / "latest.json").write_text(text)
     (out / f"rows-{args.rows}.json").write_text(text)
     write_chart(res, out / "ratios.png")
-    write_markdown(res, Path(args.markdown), argv)
+    write_markdown(res, Path(args.markdown), res.get("argv", argv))
     print(f"[bench] rewrote {args.markdown} and {out}/ from {out / 'latest.json'}")
     return 0
 
@@ -1275,6 +1275,7 @@ def main(argv: list[str] | None = None) -> int:
     inspected = bench.inspect() if cases & set("abdf") else {}
     res = bench.results(inspected, load_start)
     res["bench_seconds"] = round(time.monotonic() - started, 1)
+    res["argv"] = argv
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
     text = json.dumps(res, indent=2, default=str) + "\n"
