@@ -69,8 +69,14 @@ soak: setup
 	$(BIN)/pytest -m soak
 
 # The 30-date night, its recovery and its baselines; ROWS=1000000 for a quicker look.
-bench: setup
+# Results: bench/RESULTS.md and bench/results/ (see bench/README.md).
+bench: setup $(BIN)/.bench-installed
 	$(BIN)/python bench/bench.py --rows $(ROWS)
+
+# matplotlib for the chart, only where the benchmark runs.
+$(BIN)/.bench-installed: pyproject.toml $(BIN)/.installed
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	@touch $@
 
 lint: setup
 	$(BIN)/ruff check framework jobs tests
