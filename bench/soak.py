@@ -21,7 +21,7 @@ its own lakehouse), then loops until it has killed ``--kills`` child runs:
 
 The rerun is ``run_job`` in the soak's own, already warm Spark session (``--rerun
 in-process``, the default): the same planning, healing, lease takeover and writes as
-the command line, without a JVM start per kill, which halves the soak's time. The
+the command line, without a second JVM start per kill. The
 killed runs are always real child processes. ``--rerun child`` reruns with the plain
 command line instead. A ``fresh`` run gets a new lakehouse folder rather than wiping
 the old one in place, so that no Delta log cached by the soak's session outlives its
