@@ -11,9 +11,10 @@ Both strategies write exactly one Delta commit per partition and tag it with
 ``MergeSink`` (default) upserts by ``_key`` within the partition and deletes keys that
 vanished from it; an unchanged row (same ``_row_hash``) is not touched. The vanished keys
 are found by the MERGE's own source (the partition's target keys missing from the new
-rows, read in the MERGE's transaction) and deleted by a MATCHED clause, not by ``WHEN NOT
-MATCHED BY SOURCE``: Delta cannot skip any target file for a MERGE with that clause, so
-every MERGE would scan the whole table (all partitions) twice. Targets use
+rows, read under the same write lock and lease as the MERGE) and deleted by a MATCHED
+clause, not by ``WHEN NOT MATCHED BY SOURCE``: Delta cannot skip any target file for a
+MERGE with that clause, so every MERGE would scan the whole table (all partitions)
+twice. Targets use
 deletion vectors, so a rerun over unchanged data commits 0 added files and 0 updated
 rows. Should Delta make no commit at all for such a MERGE, the attempt writes an empty
 tagged append instead (:func:`write_marker`), so that its transaction version and tag
@@ -320,8 +321,10 @@ class MergeSink:
         in_partition = F.col(f"t.{partition_column}") == F.lit(tag.partition)
         vanished = F.col(f"s.{ROW_HASH_COLUMN}").isNull()
         with write_lock(ref), tagged_commit(spark, tag):
-            # The MERGE plans its source inside its own transaction, so this read of
-            # the target sees the snapshot the MERGE writes against.
+            # No other writer changes this partition between this read and the MERGE's
+            # commit: the table's write lock (local storage) and the partition's lease
+            # (one live attempt) exclude them, and a fenced zombie's files added to the
+            # partition would fail the MERGE's conflict check on its partition predicate.
             gone = (
                 ref.read(spark)
                 .where(F.col(partition_column) == F.lit(tag.partition))
