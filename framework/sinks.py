@@ -9,17 +9,22 @@ Both strategies write exactly one Delta commit per partition and tag it with
   found in the table's history after a crash without recomputing anything.
 
 ``MergeSink`` (default) upserts by ``_key`` within the partition and deletes keys that
-vanished from it; an unchanged row (same ``_row_hash``) is not touched. The vanished keys
-are found by the MERGE's own source (the partition's target keys missing from the new
-rows, read under the same write lock and lease as the MERGE) and deleted by a MATCHED
-clause, not by ``WHEN NOT MATCHED BY SOURCE``: Delta cannot skip any target file for a
-MERGE with that clause, so every MERGE would scan the whole table (all partitions)
-twice. Targets use
-deletion vectors, so a rerun over unchanged data commits 0 added files and 0 updated
-rows. Should Delta make no commit at all for such a MERGE, the attempt writes an empty
-tagged append instead (:func:`write_marker`), so that its transaction version and tag
-are in the log all the same. ``ReplaceSink`` overwrites the partition with
-``replaceWhere``; cheaper when a partition is recomputed whole (aggregates).
+vanished from it; an unchanged row (same ``_row_hash``) is not touched. A partition the
+target holds no file of yet (the first write of a date, the usual nightly case) is
+written with the partition's ``replaceWhere`` overwrite instead: the same rows in one
+commit, without the MERGE's join. The check and the write are one step under the
+table's write lock, and the overwrite reads the partition like a MERGE, so a writer
+that adds files to it concurrently (storage without the lock) conflicts instead of
+being joined by a duplicate. The MERGE's vanished keys are found by its own source (the
+partition's target keys missing from the new rows, read under the same write lock and
+lease as the MERGE) and deleted by a MATCHED clause, not by ``WHEN NOT MATCHED BY
+SOURCE``: Delta cannot skip any target file for a MERGE with that clause, so every
+MERGE would scan the whole table (all partitions) twice. Targets use deletion vectors,
+so a rerun over unchanged data commits 0 added files and 0 updated rows. Should Delta
+make no commit at all for such a MERGE, the attempt writes an empty tagged append
+instead (:func:`write_marker`), so that its transaction version and tag are in the log
+all the same. ``ReplaceSink`` always overwrites the partition with ``replaceWhere``;
+cheaper when a partition is recomputed whole (aggregates).
 
 Example::
 
@@ -318,6 +323,9 @@ class MergeSink:
         partition's files, which ``WHEN NOT MATCHED BY SOURCE`` would not allow.
         """
         ensure_table(spark, ref, df, partition_column)
+        with write_lock(ref):
+            if not _partition_files(spark, ref, partition_column, tag.partition):
+                return replace_partition(spark, ref, df, partition_column, tag, evolve=evolve)
         in_partition = F.col(f"t.{partition_column}") == F.lit(tag.partition)
         vanished = F.col(f"s.{ROW_HASH_COLUMN}").isNull()
         with write_lock(ref), tagged_commit(spark, tag):
@@ -382,9 +390,32 @@ class ReplaceSink:
     ) -> CommitResult:
         """One tagged overwrite of the partition; ``evolve`` merges new columns in."""
         ensure_table(spark, ref, df, partition_column)
-        writer = df.write.mode("overwrite").option(
-            "replaceWhere", f"{quoted(partition_column)} = DATE'{tag.partition}'"
-        )
-        if evolve:
-            writer = writer.option("mergeSchema", "true")
-        return _tagged_save(spark, ref, writer, tag)
+        return replace_partition(spark, ref, df, partition_column, tag, evolve=evolve)
+
+
+def replace_partition(
+    spark: SparkSession,
+    ref: TableRef,
+    df: DataFrame,
+    partition_column: str,
+    tag: CommitTag,
+    *,
+    evolve: bool = False,
+) -> CommitResult:
+    """Overwrite the partition with ``df`` (``replaceWhere``) in one tagged commit."""
+    writer = df.write.mode("overwrite").option(
+        "replaceWhere", f"{quoted(partition_column)} = DATE'{tag.partition}'"
+    )
+    if evolve:
+        writer = writer.option("mergeSchema", "true")
+    return _tagged_save(spark, ref, writer, tag)
+
+
+def _partition_files(
+    spark: SparkSession, ref: TableRef, partition_column: str, partition: dt.date
+) -> list[str]:
+    """The data files of one partition in the table's current snapshot.
+
+    Planned from the Delta log by partition pruning: no data file is read.
+    """
+    return list(ref.read(spark).where(F.col(partition_column) == F.lit(partition)).inputFiles())
