@@ -5,6 +5,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 JARS := .cache/jars
+CDS := .cache/cds/child.jsa
 ROWS ?= 10000000
 export NINELIVES_JARS_DIR := $(CURDIR)/$(JARS)
 export SPARK_LOCAL_IP := 127.0.0.1
@@ -58,15 +59,22 @@ run: setup
 # a test spends much of its time waiting on a Spark or child-process round trip, so two
 # of them share two cores well. TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
-test: setup
-	$(BIN)/pytest -m "not soak" -n $(TEST_WORKERS)
+test: setup $(CDS)
+	$(BIN)/pytest -m "not soak" -n $(TEST_WORKERS) --dist worksteal
 
 # Only the kill -9 suite (also part of `make test`).
-crash: setup
-	$(BIN)/pytest -m "not soak" -n $(TEST_WORKERS) tests/test_crash.py
+crash: setup $(CDS)
+	$(BIN)/pytest -m "not soak" -n $(TEST_WORKERS) --dist worksteal tests/test_crash.py
 
-soak: setup
+soak: setup $(CDS)
 	$(BIN)/pytest -m soak
+
+# The classes a crash test's child JVM loads, dumped once by a normal child run and
+# mapped by every child (class-data sharing; tests/jvm_archive.py). Without it children
+# only start slower.
+$(CDS): $(BIN)/.installed $(JARS)/.resolved tests/jvm_archive.py
+	@$(BIN)/python -m tests.jvm_archive $@ \
+	  || echo "ninelives: no class-data-sharing archive for child JVMs; they start without one" >&2
 
 # The 30-date night, its recovery and its baselines; ROWS=1000000 for a quicker look.
 # Results: bench/RESULTS.md and bench/results/ (see bench/README.md).

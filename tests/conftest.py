@@ -11,11 +11,17 @@ from pyspark.sql import SparkSession
 
 from framework.config import Config, SparkConfig
 from framework.session import local_session_builder
+from tests.helpers import NO_CODEGEN
 
 # Tests talk to nothing but this machine.
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
-TEST_SPARK = SparkConfig(master="local[2]", app_name="ninelives-tests", shuffle_partitions=2)
+TEST_SPARK = SparkConfig(
+    master="local[2]",
+    app_name="ninelives-tests",
+    shuffle_partitions=2,
+    extra=NO_CODEGEN,
+)
 
 
 @pytest.fixture(scope="session")

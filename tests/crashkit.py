@@ -49,7 +49,7 @@ from framework.ledger import COMPLETE, Ledger, PartitionState
 from framework.runner import RunReport, RunRequest, run_job, watermark
 from framework.tables import Lakehouse
 from jobs.orders_daily import JOB as ORDERS_DAILY
-from tests.helpers import assert_same_rows, without_audit
+from tests.helpers import NO_CODEGEN, assert_same_rows, without_audit
 
 REPO = Path(__file__).resolve().parents[1]
 # The job a Lake runs unless it is given another (orders_incremental: a watermark job).
@@ -68,6 +68,9 @@ KILLED = -signal.SIGKILL
 # and change nothing about what is written or when a kill lands. Set
 # NINELIVES_CHILD_JAVA_OPTIONS="" to run children with the JVM's defaults.
 CHILD_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+# The classes a child JVM loads, archived once by `make test` (tests/jvm_archive.py);
+# used when present, with the child Java options.
+CDS_ARCHIVE = Path(os.environ.get("NINELIVES_CDS_ARCHIVE") or REPO / ".cache/cds/child.jsa")
 
 
 # ---------------------------------------------------------------- lakehouses
@@ -114,10 +117,13 @@ class Lake:
 
 
 def write_conf(path: Path, landing: Path) -> Path:
-    """A child config: absolute landing folder, and a light one-core Spark session."""
+    """A child config: absolute landing folder, and a light one-core Spark session that
+    evaluates expressions instead of compiling code for them (see tests/conftest.py)."""
+    codegen = ", ".join(f'"{k}" = "{v}"' for k, v in NO_CODEGEN.items())
     path.write_text(
         f'[lakehouse]\nlanding = "{landing.resolve()}"\n\n'
         '[spark]\nmaster = "local[1]"\nshuffle_partitions = 1\n'
+        f"extra = {{ {codegen} }}\n"
     )
     return path
 
@@ -144,12 +150,14 @@ def new_lake(
 # ---------------------------------------------------------------- child processes
 
 
-def child_env(crash_at: str | None = None) -> dict[str, str]:
+def child_env(crash_at: str | None = None, archive: Path | None = CDS_ARCHIVE) -> dict[str, str]:
     env = dict(os.environ)
     env["NINELIVES_JARS_DIR"] = os.environ.get("NINELIVES_JARS_DIR") or str(REPO / ".cache/jars")
     env["SPARK_LOCAL_IP"] = "127.0.0.1"
     env["PYSPARK_PYTHON"] = sys.executable
     java_options = os.environ.get("NINELIVES_CHILD_JAVA_OPTIONS", CHILD_JAVA_OPTIONS)
+    if java_options and archive is not None and archive.is_file():
+        java_options += f" -XX:SharedArchiveFile={archive}"
     if java_options:
         env["JAVA_TOOL_OPTIONS"] = f"{env.get('JAVA_TOOL_OPTIONS', '')} {java_options}".strip()
     env.pop("NINELIVES_CRASH_AT", None)

@@ -1,0 +1,77 @@
+"""A class-data-sharing archive of the classes a child run's JVM loads.
+
+Every crash test starts real ``ninelives run`` children, and each child JVM spends
+seconds of CPU loading and verifying the same Spark and Delta classes. One normal child
+run with ``-XX:ArchiveClassesAtExit`` dumps them into a dynamic CDS archive;
+:func:`tests.crashkit.child_env` then maps it into every child
+(``-XX:SharedArchiveFile``). ``make test`` builds it once (``.cache/cds/``, rebuilt when
+the jars or the venv change)::
+
+    python -m tests.jvm_archive .cache/cds/child.jsa
+
+An archive that does not match the JVM (another JDK, other jars) is ignored by the JVM,
+which then loads classes the usual way: it changes how fast a child starts, never what
+it writes or when a kill lands.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from jobs.landing import ORDERS_FOLDER
+from tests.crashkit import REPO, child_env, write_conf
+
+DAYS = (dt.date(2024, 1, 1), dt.date(2024, 1, 2))
+
+
+def land(landing: Path, day: dt.date) -> None:
+    """A few order events of ``day``, a re-delivery and a malformed line: every path of a
+    partition (dedupe, quarantine) loads its classes. Written without a JVM."""
+    events = [
+        {
+            "source_id": f"ORD-{n:010d}",
+            "order_date": day.isoformat(),
+            "event_type": "created",
+            "event_ts": f"{day}T10:00:00+01:00",
+            "customer_id": "C-000001",
+            "amount": 10.5 + n,
+            "currency": "EUR",
+            "ingested_at": f"{day + dt.timedelta(days=1)}T04:00:00Z",
+        }
+        for n in range(1, 21)
+    ]
+    lines = [json.dumps(e) for e in [*events, events[0]]] + ['{"source_id": "ORD-']
+    folder = landing / ORDERS_FOLDER / f"order_date={day}"
+    folder.mkdir(parents=True)
+    (folder / "part-00000.json").write_text("".join(line + "\n" for line in lines))
+
+
+def build(archive: Path) -> None:
+    """Run ``orders_daily`` over two small days in a child that dumps the classes it
+    loaded when it exits, and move the archive into place."""
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="ninelives-cds-") as tmp:
+        base = Path(tmp)
+        for day in DAYS:
+            land(base / "landing", day)
+        conf = write_conf(base / "ninelives.toml", base / "landing")
+        dumped = base / "child.jsa"
+        env = child_env(archive=None)
+        env["JAVA_TOOL_OPTIONS"] += f" -XX:ArchiveClassesAtExit={dumped}"
+        run = [sys.executable, "-m", "framework.cli", "run", "orders_daily"]
+        span = ["--from", str(DAYS[0]), "--to", str(DAYS[-1])]
+        where = ["--lakehouse", str(base / "lakehouse"), "--conf", str(conf)]
+        subprocess.run([*run, *span, *where], cwd=REPO, env=env, check=True, capture_output=True)
+        shutil.move(dumped, archive)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m tests.jvm_archive ARCHIVE")
+    build(Path(sys.argv[1]))
