@@ -12,13 +12,14 @@ local_session_builder``: same master, shuffle partitions, driver memory, Delta j
 * ``bare``: a hand-written loop, one date at a time: read the JSON lines with the job's
   schema in PERMISSIVE mode, drop malformed lines, ``normalise_orders``, the same key
   and row hash, dedupe by key with a window (latest ``ingested_at`` wins), then the same
-  MERGE ninelives issues (literal partition predicate and key; the partition's keys
-  missing from the new rows added to the source and deleted by a MATCHED clause; update
-  when the row hash differs; insert) into a table with deletion vectors. No ledger, no
-  counts, no quarantine, no commit tags.
-* ``bare-nmbs``: the same loop with the MERGE written the obvious way, ``WHEN NOT MATCHED
-  BY SOURCE DELETE`` for vanished keys (what ninelives issued before; Delta skips no
-  target file for it, so each MERGE scans the whole table).
+  write ninelives makes into a table with deletion vectors: the partition's
+  ``replaceWhere`` overwrite when the target has no file of it yet, else the same MERGE
+  (literal partition predicate and key; the partition's keys missing from the new rows
+  added to the source and deleted by a MATCHED clause; update when the row hash
+  differs; insert). No ledger, no counts, no quarantine, no commit tags.
+* ``bare-nmbs``: the same loop with every date MERGEd, the MERGE written the obvious
+  way, ``WHEN NOT MATCHED BY SOURCE DELETE`` for vanished keys (what ninelives issued
+  before; Delta skips no target file for it, so each MERGE scans the whole table).
 * ``plain``: the floor: one read of every date's JSON, ``normalise_orders``, one
   partitioned Delta write.
 * ``naive``: what a user writes without ninelives: the bare loop with a blind append
@@ -102,7 +103,10 @@ def day_path(root: str, day: dt.date) -> str:
 def merge_day(
     spark: SparkSession, target: str, df: DataFrame, day: dt.date, *, nmbs: bool = False
 ) -> None:
-    """The MERGE of ``framework.sinks.MergeSink``, hand-written (``nmbs``: the old one)."""
+    """The write of ``framework.sinks.MergeSink``, hand-written (``nmbs``: the old MERGE).
+
+    Like MergeSink: the partition's ``replaceWhere`` overwrite when the target has no
+    file of it, else the MERGE."""
     if not DeltaTable.isDeltaTable(spark, target):
         (
             DeltaTable.createIfNotExists(spark)
@@ -113,6 +117,18 @@ def merge_day(
             .execute()
         )
     in_partition = F.col(f"t.{PARTITION_COLUMN}") == F.lit(day)
+    files = (
+        spark.read.format("delta").load(target).where(F.col(PARTITION_COLUMN) == F.lit(day))
+    ).inputFiles()
+    if not files and not nmbs:
+        # An empty partition: MergeSink writes it with the partition's replaceWhere.
+        (
+            df.write.format("delta")
+            .mode("overwrite")
+            .option("replaceWhere", f"{PARTITION_COLUMN} = DATE'{day}'")
+            .save(target)
+        )
+        return
     on = in_partition & (F.col(f"t.{KEY_COLUMN}") == F.col(f"s.{KEY_COLUMN}"))
     changed = F.col(f"t.{ROW_HASH_COLUMN}") != F.col(f"s.{ROW_HASH_COLUMN}")
     table = DeltaTable.forPath(spark, target).alias("t")

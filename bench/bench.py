@@ -373,55 +373,53 @@ def _median(values: list[float]) -> float | None:
 def partition_profile(work: Path) -> dict[str, Any]:
     """Where one partition's time goes, from the Delta logs of runs a and d (no Spark).
 
-    ninelives, per partition of run a: the MERGE (its ``executionTimeMs``, split into
-    materializing the source, scanning for matches and writing), the time from the
-    target commit to the quarantine commit (finding the commit, the quarantine write),
-    from the ledger's ``finished_at`` to the ledger commit (the ``complete`` append), and
-    the rest before the MERGE (fingerprint, read, validate, stage, count): from the
-    previous partition's ledger commit to the MERGE's start. Bare loop, per date of run
-    d: its MERGE (whose source materialization is the read and dedupe) and the rest.
-    Medians over the dates, first date excluded (JVM warm-up).
+    ninelives, per partition of run a (attempt 1), between consecutive commits: the
+    ledger's ``running`` row (the claim) since the previous partition's ``complete``
+    row; the target write since the claim (fingerprint, read, validate, stage, count and
+    the write: a ``replaceWhere`` into an empty partition, or a MERGE, whose own
+    ``executionTimeMs`` is split out); the quarantine commit since the target's; the
+    ledger's ``complete`` row since the quarantine's. Bare loop, per date of run d: its
+    MERGE (whose source materialization is the read and dedupe) and the rest. Medians
+    over the dates, first date excluded (JVM warm-up).
     """
     out: dict[str, Any] = {}
     lh = work / "lh_a"
-    merges: dict[str, dict[str, Any]] = {}
+    writes: dict[str, dict[str, Any]] = {}
     for c in _commit_infos(lh / TARGET):
         meta = json.loads(c["userMetadata"]) if c.get("userMetadata") else {}
-        if c.get("operation") == "MERGE" and meta.get("attempt") == 1:
-            merges.setdefault(meta["partition"], c)
+        if meta.get("attempt") == 1:
+            writes.setdefault(meta["partition"], c)
     quarantine: dict[str, dict[str, Any]] = {}
     for c in _commit_infos(lh / "_ninelives" / "quarantine_orders_daily"):
         meta = json.loads(c["userMetadata"]) if c.get("userMetadata") else {}
         if meta.get("attempt") == 1:
             quarantine.setdefault(meta["partition"], c)
-    ledger: dict[str, tuple[float, float]] = {}
+    ledger: dict[tuple[str, str], float] = {}
     for c in _commit_infos(lh / "_ninelives" / "ledger"):
         for stats in c["added"]:
             row = stats.get("minValues") or {}
-            if row.get("state") == "complete" and row.get("attempt") == 1:
-                ledger.setdefault(row["partition"], (_iso_ms(row["finished_at"]), c["timestamp"]))
+            if row.get("attempt") == 1 and row.get("state") in ("running", "complete"):
+                ledger.setdefault((row["partition"], row["state"]), c["timestamp"])
     steps: dict[str, list[float]] = defaultdict(list)
     previous_end = None
-    for day in sorted(merges):
-        merge, q, done = merges[day], quarantine.get(day), ledger.get(day)
-        execution = _ms(merge, "executionTimeMs")
-        if previous_end is not None and q and done:
-            start = merge["timestamp"] - execution * 1000
-            steps["before the MERGE: fingerprint, read, validate, stage, count"].append(
-                (start - previous_end) / 1000
+    for day in sorted(writes):
+        write, q = writes[day], quarantine.get(day)
+        claim, done = ledger.get((day, "running")), ledger.get((day, "complete"))
+        if previous_end is not None and claim and q and done:
+            steps["claim: ledger running commit"].append((claim - previous_end) / 1000)
+            steps["fingerprint, read, validate, stage, count, target write"].append(
+                (write["timestamp"] - claim) / 1000
             )
-            steps["MERGE"].append(execution)
-            steps["  of which materialize source"].append(_ms(merge, "materializeSourceTimeMs"))
-            steps["  of which scan for matches"].append(_ms(merge, "scanTimeMs"))
-            steps["  of which write"].append(_ms(merge, "rewriteTimeMs"))
+            if write.get("operation") == "MERGE":
+                steps["  of which MERGE"].append(_ms(write, "executionTimeMs"))
             steps["target commit -> quarantine commit"].append(
-                (q["timestamp"] - merge["timestamp"]) / 1000
+                (q["timestamp"] - write["timestamp"]) / 1000
             )
             steps["quarantine commit -> ledger complete commit"].append(
-                (done[1] - q["timestamp"]) / 1000
+                (done - q["timestamp"]) / 1000
             )
-            steps["partition"].append((done[1] - previous_end) / 1000)
-        previous_end = done[1] if done else None
+            steps["partition"].append((done - previous_end) / 1000)
+        previous_end = done
     out["ninelives"] = {k: _median(v) for k, v in steps.items()}
     out["ninelives_partitions"] = len(steps["partition"])
     bare: dict[str, list[float]] = defaultdict(list)
@@ -431,17 +429,18 @@ def partition_profile(work: Path) -> dict[str, Any]:
         if log.is_file()
         else []
     )
-    bare_merges = [
-        c for c in _commit_infos(work / "lh_d" / TARGET) if c.get("operation") == "MERGE"
+    bare_writes = [
+        c for c in _commit_infos(work / "lh_d" / TARGET) if c.get("operation") in ("WRITE", "MERGE")
     ]
-    # A killed or unfinished loop has fewer MERGE commits than dates: pair what is there.
-    for total, merge in list(zip(totals, bare_merges, strict=False))[1:]:
+    # A killed or unfinished loop has fewer writes than dates: pair what is there.
+    for total, write in list(zip(totals, bare_writes, strict=False))[1:]:
         bare["partition"].append(total)
-        bare["MERGE"].append(_ms(merge, "executionTimeMs"))
-        bare["  of which materialize source"].append(_ms(merge, "materializeSourceTimeMs"))
-        bare["  of which scan for matches"].append(_ms(merge, "scanTimeMs"))
-        bare["  of which write"].append(_ms(merge, "rewriteTimeMs"))
-        bare["before the MERGE"].append(total - _ms(merge, "executionTimeMs"))
+        if write.get("operation") == "MERGE":
+            bare["MERGE"].append(_ms(write, "executionTimeMs"))
+            bare["  of which materialize source"].append(_ms(write, "materializeSourceTimeMs"))
+            bare["  of which scan for matches"].append(_ms(write, "scanTimeMs"))
+            bare["  of which write"].append(_ms(write, "rewriteTimeMs"))
+            bare["before the MERGE"].append(total - _ms(write, "executionTimeMs"))
     out["bare"] = {k: _median(v) for k, v in bare.items()}
     out["bare_dates"] = len(bare["partition"])
     return out
@@ -1036,31 +1035,40 @@ def write_markdown(res: dict[str, Any], path: Path, argv: list[str]) -> None:
             "timestamps of the target, the quarantine and the ledger (`partition_profile` "
             f"in bench.py; {prof.get('ninelives_partitions')} partitions of a, "
             f"{prof.get('bare_dates')} dates of d). The bare loop's read, transform and "
-            "dedupe happen inside its MERGE (materialize source); ninelives reads and "
-            "stages before its MERGE, which then materializes the cached rows and the "
-            "vanished keys.",
+            "dedupe happen inside its MERGE (materialize source). ninelives reads and "
+            "stages once (cached), then writes a date's first rows with the partition's "
+            "`replaceWhere` overwrite, which needs no join (a MERGE only where the "
+            "partition already has files).",
             "",
             "| step | ninelives s | bare s |",
             "|---|---|---|",
         ]
-        names = [
-            ("before the MERGE: fingerprint, read, validate, stage, count", "before the MERGE"),
-            ("MERGE", "MERGE"),
-            ("  of which materialize source", "  of which materialize source"),
-            ("  of which scan for matches", "  of which scan for matches"),
-            ("  of which write", "  of which write"),
-            ("target commit -> quarantine commit", None),
-            ("quarantine commit -> ledger complete commit", None),
-            ("partition", "partition"),
+        rows = [
+            ("claim: the ledger's running commit", "claim: ledger running commit", None),
+            (
+                "read, validate, stage, count, target write",
+                "fingerprint, read, validate, stage, count, target write",
+                None,
+            ),
+            ("bare: read, dedupe, before the MERGE", None, "before the MERGE"),
+            ("MERGE", "  of which MERGE", "MERGE"),
+            ("… of which materialize source (read, dedupe)", None, "  of which materialize source"),
+            ("… of which scan for matches", None, "  of which scan for matches"),
+            ("… of which write", None, "  of which write"),
+            ("target commit → quarantine commit", "target commit -> quarantine commit", None),
+            (
+                "quarantine commit → ledger complete commit",
+                "quarantine commit -> ledger complete commit",
+                None,
+            ),
+            ("**one partition**", "partition", "partition"),
         ]
-        for a_name, d_name in names:
-            label = a_name.strip().replace("->", "→")
-            label = f"… {label}" if a_name.startswith("  ") else label
-            if a_name == "partition":
-                label = "**one partition**"
+        for label, a_name, d_name in rows:
+            a_value = fw.get(a_name) if a_name else None
             d_value = bare.get(d_name) if d_name else None
             lines.append(
-                f"| {label} | {fw.get(a_name, '—')} | {'—' if d_value is None else d_value} |"
+                f"| {label} | {'—' if a_value is None else a_value} "
+                f"| {'—' if d_value is None else d_value} |"
             )
     lines += [
         "",
