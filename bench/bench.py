@@ -262,6 +262,8 @@ def eventlog_summary(folder: Path, watch: dict[str, str] | None = None) -> dict[
                     ev = json.loads(line)
                 except ValueError:
                     continue
+                if not isinstance(ev, dict):
+                    continue
                 kind = ev.get("Event", "")
                 last = max(last, ev.get("Timestamp") or ev.get("time") or 0)
                 if kind == "SparkListenerApplicationStart":
@@ -373,13 +375,14 @@ def _median(values: list[float]) -> float | None:
 def partition_profile(work: Path) -> dict[str, Any]:
     """Where one partition's time goes, from the Delta logs of runs a and d (no Spark).
 
-    ninelives, per partition of run a (attempt 1), between consecutive commits: the
-    ledger's ``running`` row (the claim) since the previous partition's ``complete``
-    row; the target write since the claim (fingerprint, read, validate, stage, count and
-    the write: a ``replaceWhere`` into an empty partition, or a MERGE, whose own
-    ``executionTimeMs`` is split out); the quarantine commit since the target's; the
-    ledger's ``complete`` row since the quarantine's. Bare loop, per date of run d: its
-    MERGE (whose source materialization is the read and dedupe) and the rest. Medians
+    ninelives, per partition of run a (attempt 1), between consecutive commits (a run
+    claims all its partitions up front, in one ledger commit): the target write since
+    the previous partition's ledger ``complete`` row (fingerprint, read, validate,
+    stage, count and the write: a ``replaceWhere`` into an empty partition, or a MERGE,
+    whose own ``executionTimeMs`` is split out); the quarantine commit since the
+    target's; the ledger's ``complete`` row since the quarantine's. Bare loop, per date
+    of run d: its write (a MERGE's source materialization is the read and dedupe) and
+    the rest. Medians
     over the dates, first date excluded (JVM warm-up).
     """
     out: dict[str, Any] = {}
@@ -394,21 +397,19 @@ def partition_profile(work: Path) -> dict[str, Any]:
         meta = json.loads(c["userMetadata"]) if c.get("userMetadata") else {}
         if meta.get("attempt") == 1:
             quarantine.setdefault(meta["partition"], c)
-    ledger: dict[tuple[str, str], float] = {}
+    ledger: dict[str, float] = {}
     for c in _commit_infos(lh / "_ninelives" / "ledger"):
         for stats in c["added"]:
             row = stats.get("minValues") or {}
-            if row.get("attempt") == 1 and row.get("state") in ("running", "complete"):
-                ledger.setdefault((row["partition"], row["state"]), c["timestamp"])
+            if row.get("attempt") == 1 and row.get("state") == "complete":
+                ledger.setdefault(row["partition"], c["timestamp"])
     steps: dict[str, list[float]] = defaultdict(list)
     previous_end = None
     for day in sorted(writes):
-        write, q = writes[day], quarantine.get(day)
-        claim, done = ledger.get((day, "running")), ledger.get((day, "complete"))
-        if previous_end is not None and claim and q and done:
-            steps["claim: ledger running commit"].append((claim - previous_end) / 1000)
+        write, q, done = writes[day], quarantine.get(day), ledger.get(day)
+        if previous_end is not None and q and done:
             steps["fingerprint, read, validate, stage, count, target write"].append(
-                (write["timestamp"] - claim) / 1000
+                (write["timestamp"] - previous_end) / 1000
             )
             if write.get("operation") == "MERGE":
                 steps["  of which MERGE"].append(_ms(write, "executionTimeMs"))
@@ -846,7 +847,7 @@ CASE_TEXT = {
     "b_crash": "b: run killed at after_claim of date 28",
     "b_rerun": "b: rerun after the crash",
     "c_noop": "c: no-op rerun, landing renamed away",
-    "d_bare": "d: bare hand-written MERGE loop",
+    "d_bare": "d: bare hand-written loop of the same writes",
     "d_bare_nmbs": "bare loop, MERGE with WHEN NOT MATCHED BY SOURCE (reference)",
     "a_parallel2": "a with `--max-parallel 2`",
     "a_parallel4": "a with `--max-parallel 4`",
@@ -915,6 +916,11 @@ def write_markdown(res: dict[str, Any], path: Path, argv: list[str]) -> None:
         and abs(runs[name].get("load_mean", 0) - runs["a_full"].get("load_mean", 0))
         > 0.25 * max(runs["a_full"].get("load_mean", 0), 1.0)
     ]
+    lines += [
+        f"| f | `naive_duplicates` (the problem) | — | {res.get('naive_duplicates')} | | |",
+        f"| h | `peak_rss_mb` a (JVM / tree) | — | {_rss(rss.get('a'))} | | |",
+        f"| h | `peak_rss_mb` b (JVM / tree) | — | {_rss(rss.get('b'))} | | |",
+    ]
     if uneven:
         lines += [
             "",
@@ -925,9 +931,6 @@ def write_markdown(res: dict[str, Any], path: Path, argv: list[str]) -> None:
             "one.",
         ]
     lines += [
-        f"| f | `naive_duplicates` (the problem) | — | {res.get('naive_duplicates')} | | |",
-        f"| h | `peak_rss_mb` a (JVM / tree) | — | {_rss(rss.get('a'))} | | |",
-        f"| h | `peak_rss_mb` b (JVM / tree) | — | {_rss(rss.get('b'))} | | |",
         "",
         f"`full_s` = {res.get('full_s')} s, bare {res.get('bare_s')} s, plain "
         f"{res.get('plain_s')} s (with `--repeat`, the fastest of the repeats)"
@@ -1044,7 +1047,6 @@ def write_markdown(res: dict[str, Any], path: Path, argv: list[str]) -> None:
             "|---|---|---|",
         ]
         rows = [
-            ("claim: the ledger's running commit", "claim: ledger running commit", None),
             (
                 "read, validate, stage, count, target write",
                 "fingerprint, read, validate, stage, count, target write",
