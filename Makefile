@@ -57,7 +57,8 @@ run: setup
 
 # Everything but the hours-long soak, the kill -9 suite included, on two pytest workers:
 # a test spends much of its time waiting on a Spark or child-process round trip, so two
-# of them share two cores well. TEST_WORKERS=0 runs in one process.
+# of them share two cores well; work stealing keeps both busy to the end (the cluster
+# test alone takes minutes). TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
 test: setup $(CDS)
 	$(BIN)/pytest -m "not soak" -n $(TEST_WORKERS) --dist worksteal

@@ -30,7 +30,8 @@ Example::
 
     tag = CommitTag("orders_daily", date(2024, 1, 15), run_id="r1", attempt=3)
     result = MergeSink("silver.orders").write(spark, ref, df, "order_date", tag)
-    result.metrics["numTargetRowsInserted"]
+    result.operation                       # "WRITE" for a new partition, else "MERGE"
+    written, inserted, updated, deleted = row_counts(result, accepted=df.count())
 """
 
 from __future__ import annotations
@@ -314,13 +315,15 @@ class MergeSink:
         *,
         evolve: bool = False,
     ) -> CommitResult:
-        """One tagged MERGE; ``evolve`` adds the source's new columns to the target.
+        """One tagged write; ``evolve`` adds the source's new columns to the target.
 
-        The source is ``df`` plus one row per key of the target partition that ``df``
-        lacks (that key, the partition value, every other column NULL, ``_row_hash``
-        included): a MATCHED clause deletes those. Every clause is then about rows of
-        the partition, and the literal partition predicate lets Delta skip every other
-        partition's files, which ``WHEN NOT MATCHED BY SOURCE`` would not allow.
+        A partition the target has no file of is written by :func:`replace_partition`.
+        Otherwise one MERGE, whose source is ``df`` plus one row per key of the target
+        partition that ``df`` lacks (that key, the partition value, every other column
+        NULL, ``_row_hash`` included): a MATCHED clause deletes those. Every clause is
+        then about rows of the partition, and the literal partition predicate lets Delta
+        skip every other partition's files, which ``WHEN NOT MATCHED BY SOURCE`` would
+        not allow.
         """
         ensure_table(spark, ref, df, partition_column)
         with write_lock(ref):

@@ -118,7 +118,7 @@ class Lake:
 
 def write_conf(path: Path, landing: Path) -> Path:
     """A child config: absolute landing folder, and a light one-core Spark session that
-    evaluates expressions instead of compiling code for them (see tests/conftest.py)."""
+    evaluates expressions instead of compiling code for them (``NO_CODEGEN``)."""
     codegen = ", ".join(f'"{k}" = "{v}"' for k, v in NO_CODEGEN.items())
     path.write_text(
         f'[lakehouse]\nlanding = "{landing.resolve()}"\n\n'

@@ -63,7 +63,8 @@ def build(archive: Path) -> None:
         conf = write_conf(base / "ninelives.toml", base / "landing")
         dumped = base / "child.jsa"
         env = child_env(archive=None)
-        env["JAVA_TOOL_OPTIONS"] += f" -XX:ArchiveClassesAtExit={dumped}"
+        dump = f"-XX:ArchiveClassesAtExit={dumped}"
+        env["JAVA_TOOL_OPTIONS"] = f"{env.get('JAVA_TOOL_OPTIONS', '')} {dump}".strip()
         run = [sys.executable, "-m", "framework.cli", "run", "orders_daily"]
         span = ["--from", str(DAYS[0]), "--to", str(DAYS[-1])]
         where = ["--lakehouse", str(base / "lakehouse"), "--conf", str(conf)]
