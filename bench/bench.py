@@ -1033,15 +1033,14 @@ def write_markdown(res: dict[str, Any], path: Path, argv: list[str]) -> None:
             "## Where a partition's time goes",
             "",
             "Medians over the dates of runs a and d (the first date left out: JVM warm-up), "
-            "from the Delta logs the runs wrote: the MERGE's own `executionTimeMs`, "
-            "`materializeSourceTimeMs`, `scanTimeMs` and `rewriteTimeMs`, and the commit "
-            "timestamps of the target, the quarantine and the ledger (`partition_profile` "
-            f"in bench.py; {prof.get('ninelives_partitions')} partitions of a, "
-            f"{prof.get('bare_dates')} dates of d). The bare loop's read, transform and "
-            "dedupe happen inside its MERGE (materialize source). ninelives reads and "
-            "stages once (cached), then writes a date's first rows with the partition's "
-            "`replaceWhere` overwrite, which needs no join (a MERGE only where the "
-            "partition already has files).",
+            "from the Delta logs the runs wrote: commit timestamps of the target, the "
+            "quarantine and the ledger, and a MERGE's own `executionTimeMs` and its parts "
+            "where a date was MERGEd (`partition_profile` in bench.py; "
+            f"{prof.get('ninelives_partitions')} partitions of a, "
+            f"{prof.get('bare_dates')} dates of d, timed by the bare loop's own log lines). "
+            "Both write a date's first rows with the partition's `replaceWhere` overwrite "
+            "(a MERGE only where the partition already has files); ninelives reads, "
+            "validates and counts the staged rows once (cached) before it writes them.",
             "",
             "| step | ninelives s | bare s |",
             "|---|---|---|",
@@ -1068,6 +1067,8 @@ def write_markdown(res: dict[str, Any], path: Path, argv: list[str]) -> None:
         for label, a_name, d_name in rows:
             a_value = fw.get(a_name) if a_name else None
             d_value = bare.get(d_name) if d_name else None
+            if a_value is None and d_value is None:
+                continue
             lines.append(
                 f"| {label} | {'—' if a_value is None else a_value} "
                 f"| {'—' if d_value is None else d_value} |"
