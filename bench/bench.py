@@ -947,6 +947,10 @@ def write_markdown(res: dict[str, Any], path: Path, argv: list[str]) -> None:
         "driver and any PySpark worker processes; pages shared between forked workers "
         "count once per process).",
         "",
+        "Why a target is missed, with a Spark event-log profile of one partition against "
+        "the bare loop: [README.md, Findings](README.md#findings) (the latest round is "
+        "last); the per-partition split from the Delta logs is below.",
+        "",
         "## Runs",
         "",
         "| run | what | wall s | CPU s | rc | JVM peak RSS MB | tree peak RSS MB "
