@@ -157,7 +157,9 @@ def child_env(crash_at: str | None = None, archive: Path | None = CDS_ARCHIVE) -
     env["PYSPARK_PYTHON"] = sys.executable
     java_options = os.environ.get("NINELIVES_CHILD_JAVA_OPTIONS", CHILD_JAVA_OPTIONS)
     if java_options and archive is not None and archive.is_file():
-        java_options += f" -XX:SharedArchiveFile={archive}"
+        # An archive of other jars or another JDK is skipped; without the log switches
+        # the JVM would say so on stderr, which tests read.
+        java_options += f" -XX:SharedArchiveFile={archive} -Xlog:cds=off -Xlog:cds+dynamic=off"
     if java_options:
         env["JAVA_TOOL_OPTIONS"] = f"{env.get('JAVA_TOOL_OPTIONS', '')} {java_options}".strip()
     env.pop("NINELIVES_CRASH_AT", None)

@@ -9,15 +9,16 @@ the jars or the venv change)::
 
     python -m tests.jvm_archive .cache/cds/child.jsa
 
-An archive that does not match the JVM (another JDK, other jars) is ignored by the JVM,
-which then loads classes the usual way: it changes how fast a child starts, never what
-it writes or when a kill lands.
+An archive that does not match the JVM (another JDK, other jars) is skipped by the JVM,
+which then loads classes the usual way (its warning is switched off): it changes how
+fast a child starts, never what it writes or when a kill lands.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -69,7 +70,11 @@ def build(archive: Path) -> None:
         span = ["--from", str(DAYS[0]), "--to", str(DAYS[-1])]
         where = ["--lakehouse", str(base / "lakehouse"), "--conf", str(conf)]
         subprocess.run([*run, *span, *where], cwd=REPO, env=env, check=True, capture_output=True)
-        shutil.move(dumped, archive)
+        # Copy beside the archive, then rename: a JVM given a half-written archive dies
+        # (SIGBUS), so the archive's path only ever holds a whole one.
+        partial = archive.with_name(archive.name + ".partial")
+        shutil.copyfile(dumped, partial)
+        os.replace(partial, archive)
 
 
 if __name__ == "__main__":
