@@ -152,17 +152,14 @@ class Ledger:
         if self.ref.exists(self.spark):
             return
         with write_lock(self.ref):
-            self._create()
-
-    def _create(self) -> None:
-        (
-            self.ref.builder(self.spark)
-            .addColumns(LEDGER_SCHEMA)
-            .partitionedBy("job")
-            # Many one-row commits: compact them as they come, keep reads fast.
-            .property("delta.autoOptimize.autoCompact", "true")
-            .execute()
-        )
+            if not self.ref.exists(self.spark):
+                self.ref.create(
+                    self.spark,
+                    LEDGER_SCHEMA,
+                    partition_by="job",
+                    # Many one-row commits: compact them as they come, keep reads fast.
+                    properties={"delta.autoOptimize.autoCompact": "true"},
+                )
 
     def frame(self) -> DataFrame:
         """Every ledger row, for SQL-style queries."""

@@ -239,19 +239,15 @@ def ensure_table(spark: SparkSession, ref: TableRef, df: DataFrame, partition_co
     if ref.exists(spark):
         return
     with write_lock(ref):
-        _create(spark, ref, df, partition_column)
-
-
-def _create(spark: SparkSession, ref: TableRef, df: DataFrame, partition_column: str) -> None:
-    (
-        ref.builder(spark)
-        .addColumns(df.schema)
-        .partitionedBy(checked_identifier(partition_column, "partition column"))
-        # Deletion vectors: an update or delete marks rows instead of rewriting their
-        # files, and a MERGE that changes nothing writes nothing.
-        .property("delta.enableDeletionVectors", "true")
-        .execute()
-    )
+        if not ref.exists(spark):
+            ref.create(
+                spark,
+                df.schema,
+                partition_by=checked_identifier(partition_column, "partition column"),
+                # Deletion vectors: an update or delete marks rows instead of rewriting
+                # their files, and a MERGE that changes nothing writes nothing.
+                properties={"delta.enableDeletionVectors": "true"},
+            )
 
 
 def _fenced(tag: CommitTag, ref: TableRef) -> FencedError:

@@ -15,11 +15,13 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from delta.tables import DeltaTable, DeltaTableBuilder
+from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
 
 from framework.config import LakehouseConfig
 from framework.names import checked_identifier, checked_table_name
@@ -38,6 +40,13 @@ class TableRef:
         return self.full_name or str(self.path)
 
     def exists(self, spark: SparkSession) -> bool:
+        """Whether the table has a committed version.
+
+        A folder that holds no commit is a table that does not exist yet: an empty
+        ``_delta_log/``, one with only temporary files, or data files without a commit
+        (what a kill inside the table's first commit leaves). :meth:`create` makes the
+        table there; Delta ignores the leftovers, and VACUUM removes them later.
+        """
         if self.path is not None:
             return DeltaTable.isDeltaTable(spark, self.path)
         return spark.catalog.tableExists(str(self.full_name))
@@ -52,12 +61,46 @@ class TableRef:
             return spark.read.format("delta").load(self.path)
         return spark.read.table(str(self.full_name))
 
-    def builder(self, spark: SparkSession) -> DeltaTableBuilder:
-        """A ``createIfNotExists`` builder pointed at this table."""
-        builder = DeltaTable.createIfNotExists(spark)
+    def create(
+        self,
+        spark: SparkSession,
+        schema: StructType,
+        *,
+        partition_by: str,
+        properties: Mapping[str, str] | None = None,
+    ) -> None:
+        """Create the empty table: one commit of ``schema``, partitioning and properties.
+
+        Call it when :meth:`exists` is false, under the table's write lock. A path
+        table is made by an empty append, which, unlike ``DeltaTable.createIfNotExists``
+        (``DELTA_TABLE_NOT_FOUND``), also succeeds on a folder that a kill left without a
+        commit. A catalog table is created by the catalog in one step.
+
+        Example::
+
+            ref.create(spark, LEDGER_SCHEMA, partition_by="job",
+                       properties={"delta.autoOptimize.autoCompact": "true"})
+        """
+        properties = dict(properties or {})
         if self.path is not None:
-            return builder.location(self.path)
-        return builder.tableName(str(self.full_name))
+            (
+                spark.createDataFrame([], schema)
+                .write.format("delta")
+                .mode("append")
+                .partitionBy(partition_by)
+                .options(**properties)
+                .save(self.path)
+            )
+            return
+        builder = (
+            DeltaTable.createIfNotExists(spark)
+            .tableName(str(self.full_name))
+            .addColumns(schema)
+            .partitionedBy(partition_by)
+        )
+        for key, value in properties.items():
+            builder = builder.property(key, value)
+        builder.execute()
 
 
 class Lakehouse:
