@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 JARS := .cache/jars
 CDS := .cache/cds/child.jsa
+CRASHFS := .cache/crashfs/ninelives-crashfs.jar
 ROWS ?= 10000000
 export NINELIVES_JARS_DIR := $(CURDIR)/$(JARS)
 export SPARK_LOCAL_IP := 127.0.0.1
@@ -60,22 +61,32 @@ run: setup
 # of them share two cores well; work stealing keeps both busy to the end (the cluster
 # test alone takes minutes). TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
-test: setup $(CDS)
+test: setup $(CRASHFS) $(CDS)
 	$(BIN)/pytest -m "not soak" -n $(TEST_WORKERS) --dist worksteal
 
 # Only the kill -9 suite (also part of `make test`).
-crash: setup $(CDS)
+crash: setup $(CRASHFS) $(CDS)
 	$(BIN)/pytest -m "not soak" -n $(TEST_WORKERS) --dist worksteal tests/test_crash.py
 
-soak: setup $(CDS)
+soak: setup $(CRASHFS) $(CDS)
 	$(BIN)/pytest -m soak
 
 # The classes a crash test's child JVM loads, dumped once by a normal child run and
 # mapped by every child (class-data sharing; tests/jvm_archive.py). Without it children
 # only start slower.
-$(CDS): $(BIN)/.installed $(JARS)/.resolved tests/jvm_archive.py
+$(CDS): $(BIN)/.installed $(JARS)/.resolved $(CRASHFS) tests/jvm_archive.py
 	@$(BIN)/python -m tests.jvm_archive $@ \
 	  || echo "ninelives: no class-data-sharing archive for child JVMs; they start without one" >&2
+
+# The crash kit's file system with crash points inside Delta's own commits and
+# checkpoints (tests/jvm), compiled against the Hadoop that pyspark ships.
+CRASHFS_SOURCES := $(wildcard tests/jvm/ninelives/crash/*.java)
+$(CRASHFS): $(CRASHFS_SOURCES) $(BIN)/.installed
+	@rm -rf $(@D)/classes && mkdir -p $(@D)/classes
+	javac -nowarn -Xlint:-deprecation -d $(@D)/classes \
+	  -cp "$$($(BIN)/python -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')/jars/*" \
+	  $(CRASHFS_SOURCES)
+	jar cf $@ -C $(@D)/classes .
 
 # The 30-date night, its recovery and its baselines; ROWS=1000000 for a quicker look.
 # Results: bench/RESULTS.md and bench/results/ (see bench/README.md).

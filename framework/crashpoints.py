@@ -4,6 +4,11 @@ At the named point (optionally only for one partition) the process kills its who
 process group with SIGKILL: driver, JVM and Python workers die at once, as in a real
 ``kill -9``. The variable is read once at import, so an unset variable costs one
 ``is None`` check per point.
+
+:data:`POINTS` lie on a partition's way through one attempt. :data:`RENEWAL_POINT` is
+in the lease renewer's background thread, as it is about to commit a renewal, whatever
+the run's main thread is doing then. Points inside Delta's own commits, where no Python
+code runs, are the crash kit's (``tests/crashkit.py``, ``JVM_POINTS``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ POINTS = (
     "after_rejects_commit",
     "before_complete",
 )
+RENEWAL_POINT = "lease_renewal"
 
 _SPEC = os.environ.get("NINELIVES_CRASH_AT") or None
 

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from pyspark.sql import SparkSession
 
-from framework.crashpoints import crash_point
+from framework.crashpoints import RENEWAL_POINT, crash_point
 from framework.errors import NinelivesError, PartitionError, UsageError, delta_conflicts
 from framework.job import Job
 from framework.leases import LeaseRenewer, is_held, this_host
@@ -257,6 +257,7 @@ def run_job(
     lease = dt.timedelta(seconds=request.lease_seconds)
 
     def renew(states: Iterable[PartitionState]) -> None:
+        crash_point(RENEWAL_POINT)
         expires = utcnow() + lease
         renewal_ledger.record(
             dataclasses.replace(s, lease_expires_at=expires, recorded_at=None) for s in states

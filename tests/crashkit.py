@@ -46,7 +46,7 @@ from framework.config import Config, LakehouseConfig, load_config
 from framework.job import Job
 from framework.keys import KEY_COLUMN
 from framework.ledger import COMPLETE, Ledger, PartitionState
-from framework.runner import RunReport, RunRequest, run_job, watermark
+from framework.runner import RunObserver, RunReport, RunRequest, run_job, watermark
 from framework.tables import Lakehouse
 from jobs.orders_daily import JOB as ORDERS_DAILY
 from tests.helpers import NO_CODEGEN, assert_same_rows, without_audit
@@ -71,6 +71,27 @@ CHILD_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 # The classes a child JVM loads, archived once by `make test` (tests/jvm_archive.py);
 # used when present, with the child Java options.
 CDS_ARCHIVE = Path(os.environ.get("NINELIVES_CDS_ARCHIVE") or REPO / ".cache/cds/child.jsa")
+
+# Crash points inside Delta's own writes (a table's first commit, a checkpoint), which no
+# Python code can reach: a local file system that kills the group at the named instant,
+# ``NINELIVES_CRASH_AT=<event>@<table folder>[#<version>]``. It is tests/jvm's
+# CrashingLocalFileSystem (its Javadoc says when each event fires), built by `make test`.
+# Every child has the jar on its class path, so that one class-data-sharing archive fits
+# all of them; only a child given one of these events runs on that file system.
+JVM_POINTS = (
+    "log_folder_made",
+    "data_file_opened",
+    "commit_staged",
+    "checkpoint_staged",
+    "last_checkpoint_staged",
+)
+CRASH_FS_JAR = Path(
+    os.environ.get("NINELIVES_CRASH_FS_JAR") or REPO / ".cache/crashfs/ninelives-crashfs.jar"
+)
+CRASH_FS = {
+    "spark.hadoop.fs.file.impl": "ninelives.crash.CrashingLocalFileSystem",
+    "spark.hadoop.fs.AbstractFileSystem.file.impl": "ninelives.crash.CrashingLocalFs",
+}
 
 
 # ---------------------------------------------------------------- lakehouses
@@ -165,6 +186,16 @@ def child_env(crash_at: str | None = None, archive: Path | None = CDS_ARCHIVE) -
     env.pop("NINELIVES_CRASH_AT", None)
     if crash_at is not None:
         env["NINELIVES_CRASH_AT"] = crash_at
+    in_jvm = crash_at is not None and crash_at.partition("@")[0] in JVM_POINTS
+    if in_jvm and not CRASH_FS_JAR.is_file():
+        raise AssertionError(f"crash point {crash_at} needs {CRASH_FS_JAR}: run `make test`")
+    if CRASH_FS_JAR.is_file():
+        # PySpark passes these to spark-submit, which needs the file system class on the
+        # JVM's own class path: it lists local files before any spark.jars are loaded.
+        submit = ["--driver-class-path", str(CRASH_FS_JAR)]
+        for key, value in CRASH_FS.items() if in_jvm else ():
+            submit += ["--conf", f"{key}={value}"]
+        env["PYSPARK_SUBMIT_ARGS"] = " ".join([*submit, "pyspark-shell"])
     return env
 
 
@@ -496,7 +527,11 @@ def frozen_frame(spark: SparkSession, df: DataFrame) -> DataFrame:
 
 
 def run_in_process(
-    spark: SparkSession, lakehouse: Lakehouse, job: Job, dates: Sequence[dt.date]
+    spark: SparkSession,
+    lakehouse: Lakehouse,
+    job: Job,
+    dates: Sequence[dt.date],
+    observers: Sequence[RunObserver] = (),
 ) -> RunReport:
     """``run_job`` over ``dates`` in this process, as :func:`run_command` would run it
     (a watermark job: its windows up to the last date); fails the test unless it exits
@@ -506,14 +541,19 @@ def run_in_process(
         request = RunRequest(partitions=(), until=max(dates))
     else:
         request = RunRequest.for_dates(dates)
-    report = run_job(spark, lakehouse, job, request)
+    report = run_job(spark, lakehouse, job, request, observers=observers)
     assert report.exit_code == 0, [(r.partition, r.state, r.error_message) for r in report.results]
     return report
 
 
-def rerun(spark: SparkSession, lake: Lake, dates: Sequence[dt.date]) -> RunReport:
+def rerun(
+    spark: SparkSession,
+    lake: Lake,
+    dates: Sequence[dt.date],
+    observers: Sequence[RunObserver] = (),
+) -> RunReport:
     """The rerun after a crash, in-process (:func:`run_in_process`)."""
-    return run_in_process(spark, lake.lakehouse, lake.job, dates)
+    return run_in_process(spark, lake.lakehouse, lake.job, dates, observers)
 
 
 def reference_run(

@@ -3,7 +3,10 @@
 Every crashed run here is a real ``ninelives run`` child process (``orders_daily``, and
 the watermark job ``orders_incremental`` at every crash point) in its own process
 group, killed with SIGKILL of the whole group: at a named crash point, at a random
-instant, or the moment the filesystem shows a commit in flight. The rerun that follows
+instant, or the moment the filesystem shows a commit in flight. Named points inside
+Delta's own writes (each table's first commit, a checkpoint; issue 13) are the crash
+kit's file system (``tests/crashkit.py``, ``JVM_POINTS``), which kills the group from
+inside the JVM at that instant. The rerun that follows
 is ``run_job`` in the test's own session (:func:`tests.crashkit.rerun`): the same
 planning, healing and lease takeover as the command line, minus a JVM start. The
 takeover test reruns on the command line, which is what it is about. "Recovered" is
@@ -32,7 +35,8 @@ import pytest
 from pyspark.sql import Row, SparkSession
 from pyspark.sql import functions as F
 
-from framework.crashpoints import POINTS
+from framework.crashpoints import POINTS, RENEWAL_POINT
+from framework.history import HistoryObserver, RunHistory
 from framework.job import Job
 from framework.keys import KEY_COLUMN
 from framework.ledger import COMPLETE, Ledger
@@ -290,6 +294,93 @@ def test_kill_during_the_ledger_write_that_follows_the_target_commit(
     caught = kill_when(child, seen)
     new_commits = commit_operations(lake.ledger_path)[ledger_before_run:]
     print(f"killed after {child.seconds:.1f} s on {caught}; new ledger commits: {new_commits}")
+
+    rerun(spark, lake, TWO_DAYS)
+    assert_recovered(spark, lake, reference.restricted(TWO_DAYS))
+
+
+# ---------------------------------------------------------------- 3b. inside Delta's commits
+
+TARGET_FOLDER = "silver/orders"
+QUARANTINE_FOLDER = f"_ninelives/quarantine_{JOB_NAME}"
+LEDGER_FOLDER = "_ninelives/ledger"
+HISTORY_FOLDER = "_ninelives/run_history"
+
+# On a fresh lakehouse, each table the framework writes, killed inside its very first
+# commit: the ledger with its log folder just made (empty), the others with the commit
+# staged beside its final name (the run history's carries its first row's data file).
+# tests/test_leftovers.py runs every kind of leftover through every table in-process.
+FIRST_COMMIT_POINTS = [
+    f"log_folder_made@{LEDGER_FOLDER}",
+    f"commit_staged@{TARGET_FOLDER}#0",
+    f"commit_staged@{QUARANTINE_FOLDER}#0",
+    f"commit_staged@{HISTORY_FOLDER}#0",
+]
+
+
+def test_an_empty_log_folder_left_by_a_kill_does_not_wedge_the_rerun(
+    spark, tmp_path, landing, reference
+) -> None:
+    """Issue 13's reproduction: D1's target committed, then an empty quarantine
+    ``_delta_log/``, as a kill inside the quarantine's first commit leaves it."""
+    lake = new_lake(tmp_path, landing)
+    expect_exit(run_child(lake, [D1], crash_at=f"after_target_commit@{D1}"), KILLED)
+    quarantine = lake.root / QUARANTINE_FOLDER
+    assert not quarantine.exists(), sorted(files_under(quarantine))
+    (quarantine / "_delta_log").mkdir(parents=True)
+
+    rerun(spark, lake, [D1])
+    rerun(spark, lake, [D1])  # and again: nothing left to do, nothing fails
+    assert_recovered(spark, lake, reference.restricted([D1]))
+
+
+@pytest.mark.parametrize("crash_at", FIRST_COMMIT_POINTS)
+def test_a_kill_inside_a_tables_first_commit_then_a_rerun_equals_an_uninterrupted_run(
+    spark, tmp_path, landing, reference, crash_at
+) -> None:
+    lake = new_lake(tmp_path, landing)
+    crashed = run_child(lake, [D1], crash_at=crash_at)
+    expect_exit(crashed, KILLED)
+    table = lake.root / crash_at.partition("@")[2].partition("#")[0]
+    # Killed where it says: the table's folder is there, and holds no commit.
+    assert table.is_dir() and not log_versions(table), (crash_at, sorted(files_under(table)))
+
+    history = RunHistory.of(spark, lake.lakehouse)
+    report = rerun(spark, lake, [D1], observers=[HistoryObserver(history)])
+    assert_recovered(spark, lake, reference.restricted([D1]))
+    assert [r.run_id for r in history.recent(JOB_NAME)] == [report.run_id]
+
+
+@pytest.mark.parametrize("event", ["checkpoint_staged", "last_checkpoint_staged"])
+def test_a_kill_while_delta_writes_a_checkpoint_then_a_rerun_equals_an_uninterrupted_run(
+    spark, tmp_path, landing, first_day_done, reference, event
+) -> None:
+    """The ledger checkpoints every second version here, so D2's run writes one: killed
+    with the checkpoint (or the ``_last_checkpoint`` hint after it) written beside its
+    final name, not yet renamed into place."""
+    lake = new_lake(tmp_path, landing, template=first_day_done)
+    spark.sql(
+        f"ALTER TABLE delta.`{lake.ledger_path}` "
+        "SET TBLPROPERTIES ('delta.checkpointInterval' = '2')"
+    )
+    crashed = run_child(lake, TWO_DAYS, crash_at=f"{event}@{LEDGER_FOLDER}")
+    expect_exit(crashed, KILLED)
+
+    rerun(spark, lake, TWO_DAYS)
+    assert_recovered(spark, lake, reference.restricted(TWO_DAYS))
+
+
+def test_a_kill_as_the_lease_renewer_commits_then_a_rerun_equals_an_uninterrupted_run(
+    spark, tmp_path, landing, first_day_done, reference
+) -> None:
+    """Leases of 3 s are renewed every second, in the renewer's own thread: the first
+    renewal of D2's lease takes the whole group down, wherever the main thread is."""
+    lake = new_lake(tmp_path, landing, template=first_day_done)
+    with lake.conf.open("a") as conf:
+        conf.write("\n[run]\nlease_seconds = 3\n")
+    expect_exit(run_child(lake, TWO_DAYS, crash_at=RENEWAL_POINT), KILLED)
+    state = partition_state(spark, lake, D2)
+    assert state is not None and state.state != COMPLETE, state
 
     rerun(spark, lake, TWO_DAYS)
     assert_recovered(spark, lake, reference.restricted(TWO_DAYS))
