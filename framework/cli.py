@@ -18,6 +18,7 @@ import datetime as dt
 import os
 import shlex
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -27,6 +28,7 @@ from rich.table import Table
 
 from framework.config import Config, load_config
 from framework.errors import NinelivesError, UsageError
+from framework.failures import describe
 from framework.leases import held_message
 from framework.ops_cli import OPS_COMMANDS, observe_run, register_ops_commands
 from framework.registry import get_job
@@ -81,7 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="TOML config file (env NINELIVES_CONF; default: built-in, as conf/local.toml)",
     )
-    parser = _Parser(prog="ninelives", parents=[common], description=__doc__.split("\n")[0])
+    parser = _Parser(
+        prog="ninelives",
+        parents=[common],
+        description="Run nightly Delta Lake jobs that survive kill -9, and see their state.",
+        epilog="Exit codes: 0 every requested partition is complete; 1 a partition failed; "
+        "2 a usage or configuration error; 3 another runner holds the job. "
+        "NINELIVES_DEBUG=1 adds the traceback to an error.",
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     seed = commands.add_parser("seed", parents=[common], help="write sample landing data")
@@ -172,10 +181,15 @@ def check_lakehouse_root(root: str) -> None:
     existing = next((p for p in (path, *path.parents) if p.exists()), None)
     if existing is None or not existing.is_dir():
         raise UsageError(f"lakehouse path {root} is unusable: {existing} is not a directory")
-    if not os.access(existing, os.R_OK | os.W_OK | os.X_OK):
+    # Try it: permission bits say nothing to root, and pseudo file systems (/proc)
+    # refuse what their bits allow.
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".ninelives-probe-", dir=existing))
+    except OSError as error:
         raise UsageError(
-            f"lakehouse path {root} is unusable: {existing} is not readable and writable"
-        )
+            f"lakehouse path {root} is unusable: cannot create a folder in {existing} "
+            f"({error.strerror or error})"
+        ) from None
 
 
 def _cli_options(args: argparse.Namespace) -> str:
@@ -320,9 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         if os.environ.get("NINELIVES_DEBUG"):
             raise
-        first = (str(error).strip().splitlines() or [""])[0]
         print(
-            f"ninelives: internal error: {type(error).__name__}: {first} "
+            f"ninelives: internal error: {describe(error)} "
             "(set NINELIVES_DEBUG=1 for the traceback)",
             file=sys.stderr,
         )

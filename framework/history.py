@@ -42,6 +42,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from framework.failures import describe
 from framework.ledger import COMPLETE, PartitionState, utcnow
 from framework.locks import write_lock
 from framework.runner import RunReport
@@ -260,8 +261,7 @@ class HistoryObserver:
         """The run raised: record what it did so far, if it got as far as planning."""
         if self.report is None or self.record is not None:
             return
-        text = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:500]}"
-        self._append(self._record(self.report, outcome=ABORTED, error=text))
+        self._append(self._record(self.report, outcome=ABORTED, error=describe(error)))
 
     def _record(
         self, report: RunReport, outcome: str | None = None, error: str | None = None

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from framework.failures import describe as root_cause_line
 from framework.ledger import COMPLETE, COUNT_FIELDS, FAILED, RUNNING, PartitionState, utcnow
 from framework.runner import RunObserver, RunReport
 
@@ -311,7 +312,7 @@ class Guarded:
         self.observer = observer
         self.what = what
         self.warn = warn
-        self.describe = describe or _describe
+        self.describe = describe or root_cause_line
 
     def _call(self, method: str, *args: object) -> None:
         target = getattr(self.observer, method, None)
@@ -333,11 +334,6 @@ class Guarded:
 
     def run_aborted(self, error: BaseException) -> None:
         self._call("run_aborted", error)
-
-
-def _describe(error: BaseException) -> str:
-    first = (str(error).strip().splitlines() or [""])[0][:300]
-    return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
 def redacted(text: str, secrets: Iterable[str]) -> str:
@@ -372,4 +368,4 @@ def safe_describe(error: BaseException, secrets: Iterable[str]) -> str:
     reason = getattr(error, "reason", None)
     if reason is not None and not isinstance(reason, str):
         error = reason  # URLError wraps the socket error that says what happened
-    return redacted(_describe(error), list(secrets))
+    return redacted(root_cause_line(error), list(secrets))

@@ -35,6 +35,7 @@ from pyspark.sql import SparkSession
 
 from framework.crashpoints import RENEWAL_POINT, crash_point
 from framework.errors import NinelivesError, PartitionError, UsageError, delta_conflicts
+from framework.failures import root_cause
 from framework.job import Job
 from framework.leases import LeaseRenewer, is_held, this_host
 from framework.ledger import COMPLETE, FAILED, RUNNING, Ledger, PartitionState, utcnow
@@ -219,21 +220,16 @@ class RunReport:
 
 
 def _error_class(error: BaseException) -> str:
-    spark_class = getattr(error, "getCondition", None) or getattr(error, "getErrorClass", None)
-    if callable(spark_class):
-        try:
-            condition = spark_class()
-        except Exception:
-            condition = None
-        if condition:
-            return f"{type(error).__name__}:{condition}"
-    return type(error).__name__
+    """The exception's class, with Spark's error condition when it has one."""
+    condition = root_cause(error).condition
+    return f"{type(error).__name__}:{condition}" if condition else type(error).__name__
 
 
 def _error_message(error: BaseException) -> str:
-    text = str(error).strip() or repr(error)
-    # Spark errors carry a JVM stack trace; the first lines say what happened.
-    return "\n".join(text.splitlines()[:5])
+    """The ledger's one line: the root cause, and the line that raised a Python error;
+    without the exception's class, which ``error_class`` holds."""
+    cause = root_cause(error, locate=True)
+    return cause.line(kind=cause.kind != type(error).__name__)
 
 
 def run_job(
@@ -501,6 +497,8 @@ def is_transient(error: BaseException) -> bool:
     """Worth retrying: Delta write conflicts and I/O trouble; never our own errors."""
     if isinstance(error, NinelivesError):
         return False  # schema, validation, accounting, fencing, missing source: permanent
+    if (root_cause(error).condition or "").startswith("FAILED_READ_FILE"):
+        return False  # a corrupt or truncated input file reads the same way every time
     if isinstance(error, (*delta_conflicts(), OSError, TimeoutError, ConnectionError)):
         return True
     from py4j.protocol import Py4JNetworkError
