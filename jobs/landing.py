@@ -26,6 +26,7 @@ import datetime
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
@@ -224,6 +225,7 @@ def seed_orders(
         .option("partitionOverwriteMode", "dynamic")
         .text(path)
     )
+    _drop_checksum_files(path)
     measured = counts.get
     return SeedReport(
         days=days,
@@ -233,6 +235,17 @@ def seed_orders(
         malformed_lines=int(measured["malformed"] or 0),
         path=path,
     )
+
+
+def _drop_checksum_files(path: str) -> None:
+    """Delete the hidden ``.<file>.crc`` files Hadoop's local file system writes beside
+    each file, so that the landing files are plain files, as an exporter writes them:
+    with a checksum file beside it, a file edited by hand fails every read of its date.
+    Paths with a scheme (object storage) have none."""
+    if "://" in path and not path.startswith("file:"):
+        return
+    for crc in Path(path.removeprefix("file:")).rglob(".*.crc"):
+        crc.unlink()
 
 
 def order_lines(

@@ -104,6 +104,32 @@ def test_malformed_lines_land_in_quarantine_with_their_text(spark, sample_config
     assert all(r.reason.startswith("malformed record") and r.attempt == 1 for r in rows)
 
 
+def test_a_line_appended_by_hand_is_quarantined_by_a_forced_rerun(spark, sample_config) -> None:
+    """Sample files are plain files, as an exporter writes them (no checksum file
+    beside them): editing one by hand, then ``--force``, quarantines just that line."""
+    day = DATES[0]
+    folder = Path(sample_config.lakehouse.landing) / "orders" / f"order_date={day}"
+    assert not list(folder.glob(".*.crc")), sorted(p.name for p in folder.iterdir())
+    run(spark, sample_config, ORDERS, [day])
+    first = silver(spark, sample_config)
+    before = spark.createDataFrame(first.collect(), first.schema)
+    appended = '{"source_id": "ORD-9999999999", "order_date": "' + str(day) + '", "amount'
+    with next(folder.glob("part-*")).open("a") as landing_file:
+        landing_file.write(appended + "\n")
+
+    forced = run(spark, sample_config, ORDERS, [day], force=True)
+    assert [(r.state, r.rows_updated, r.rows_inserted) for r in forced.results] == [
+        (COMPLETE, 0, 0)
+    ]
+    assert_same_rows(silver(spark, sample_config), before)
+    quarantine = Lakehouse(sample_config.lakehouse).framework_table("quarantine_orders_daily")
+    raws = [r.raw for r in quarantine.read(spark).where(F.col("attempt") == 2).collect()]
+    assert appended in raws
+    assert sorted(raws) == sorted(
+        line for line in landing_lines(sample_config, day) if parse(line) is None
+    )
+
+
 def test_rerun_when_complete_reads_no_source_and_commits_nothing(spark, sample_config) -> None:
     run(spark, sample_config, ORDERS, DATES)
     lake = Lakehouse(sample_config.lakehouse)
