@@ -146,6 +146,28 @@ def test_usage_errors_exit_2_with_one_line(argv, message, config, capsys) -> Non
     assert len(err.strip().splitlines()) == 1, err
 
 
+@pytest.mark.parametrize(
+    ("lakehouse", "message"),
+    [
+        ("/proc/nope", "lakehouse path /proc/nope is unusable: cannot create a folder in /proc"),
+        ("/dev/null/lake", "lakehouse path /dev/null/lake is unusable: /dev/null is not a dir"),
+    ],
+)
+def test_an_unusable_lakehouse_path_exits_2_with_one_line(lakehouse, message, capsys) -> None:
+    argv = ["run", "orders_daily", "--date", "2024-01-01", "--lakehouse", lakehouse]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"ninelives: {message}") and len(err.splitlines()) == 1, err
+
+
+def test_help_is_plain_text(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "``" not in out and "survive kill -9" in out and "Exit codes: 0" in out
+
+
 def test_unknown_config_key_exits_2_naming_key_and_file(config, tmp_path, capsys) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[spark]\nshuffle_partitons = 4\n")
