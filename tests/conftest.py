@@ -11,7 +11,7 @@ from pyspark.sql import SparkSession
 
 from framework.config import Config, SparkConfig
 from framework.session import local_session_builder
-from tests.helpers import NO_CODEGEN
+from tests.helpers import TINY_DATA_CONFS
 
 # Tests talk to nothing but this machine.
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -19,8 +19,8 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 TEST_SPARK = SparkConfig(
     master="local[2]",
     app_name="ninelives-tests",
-    shuffle_partitions=2,
-    extra=NO_CODEGEN,
+    shuffle_partitions=1,
+    extra=TINY_DATA_CONFS,
 )
 
 

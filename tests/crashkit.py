@@ -49,7 +49,7 @@ from framework.ledger import COMPLETE, Ledger, PartitionState
 from framework.runner import RunObserver, RunReport, RunRequest, run_job, watermark
 from framework.tables import Lakehouse
 from jobs.orders_daily import JOB as ORDERS_DAILY
-from tests.helpers import NO_CODEGEN, assert_same_rows, without_audit
+from tests.helpers import TINY_DATA_CONFS, assert_same_rows, without_audit
 
 REPO = Path(__file__).resolve().parents[1]
 # The job a Lake runs unless it is given another (orders_incremental: a watermark job).
@@ -138,13 +138,13 @@ class Lake:
 
 
 def write_conf(path: Path, landing: Path) -> Path:
-    """A child config: absolute landing folder, and a light one-core Spark session that
-    evaluates expressions instead of compiling code for them (``NO_CODEGEN``)."""
-    codegen = ", ".join(f'"{k}" = "{v}"' for k, v in NO_CODEGEN.items())
+    """A child config: absolute landing folder, and a light one-core Spark session set
+    up for tiny data like the tests' own (``TINY_DATA_CONFS``)."""
+    tiny = ", ".join(f'"{k}" = "{v}"' for k, v in TINY_DATA_CONFS.items())
     path.write_text(
         f'[lakehouse]\nlanding = "{landing.resolve()}"\n\n'
         '[spark]\nmaster = "local[1]"\nshuffle_partitions = 1\n'
-        f"extra = {{ {codegen} }}\n"
+        f"extra = {{ {tiny} }}\n"
     )
     return path
 
