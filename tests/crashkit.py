@@ -565,8 +565,15 @@ def reference_run(
     Partitions are independent, so the lakehouse may already hold some of ``dates``
     from an earlier uninterrupted run (a snapshot of it can serve as a template).
     """
+    run_in_process(spark, Lakehouse(config.lakehouse), job, dates)
+    return read_reference(spark, config, dates, job)
+
+
+def read_reference(
+    spark: SparkSession, config: Config, dates: Sequence[dt.date], job: Job = DEFAULT_JOB
+) -> Reference:
+    """What ``config``'s lakehouse holds for ``dates``, written by an uninterrupted run."""
     lakehouse = Lakehouse(config.lakehouse)
-    run_in_process(spark, lakehouse, job, dates)
     keep = sorted(set(dates))
     silver = (
         lakehouse.table(job.sink.table).read(spark).where(F.col(job.partition_column).isin(keep))
@@ -631,6 +638,10 @@ def diff_rows(
         F.sum(mismatched.cast("int")).alias("mismatched"),
     ).first()
     assert counts is not None
+    if not (counts["missing"] or counts["mismatched"]):
+        return RowDiff(
+            rows=stats["rows"], duplicates=stats["rows"] - stats["keys"], missing=0, mismatched=0
+        )
     examples = tuple(
         str(r.asDict())
         for r in joined.where(missing | mismatched)
