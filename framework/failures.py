@@ -111,7 +111,7 @@ def _innermost(lines: list[str]) -> str | None:
 
 def _python_cause(lines: list[str]) -> str | None:
     """The exception line of a Python traceback (a worker's, inside a Spark error),
-    with the innermost frame: ``ZeroDivisionError: ... (at jobs/x.py:8, in clean)``."""
+    with the innermost frame: ``ZeroDivisionError: ... at jobs/x.py:8, in clean``."""
     if not any(line.startswith("Traceback (most recent call last)") for line in lines):
         return None
     frames = [m for line in lines if (m := _PY_FRAME.match(line))]
