@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="TOML config file (env NINELIVES_CONF; default: built-in, as conf/local.toml)",
     )
+    common.add_argument(
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="also show the JVM's start-up notices and Spark's warnings",
+    )
     parser = _Parser(
         prog="ninelives",
         parents=[common],
@@ -170,6 +176,8 @@ def _config(args: argparse.Namespace) -> Config:
     conf = getattr(args, "conf", None) or os.environ.get("NINELIVES_CONF") or None
     lakehouse = getattr(args, "lakehouse", None) or os.environ.get("NINELIVES_LAKEHOUSE")
     config = load_config(conf, lakehouse=lakehouse)
+    if getattr(args, "verbose", False):
+        config = config.with_spark(quiet=False)
     if not config.lakehouse.catalog:
         check_lakehouse_root(config.lakehouse.root)
     return config

@@ -55,6 +55,9 @@ class SparkConfig:
     """Folder of Delta jars filled by ``make setup``; when it holds no jar the session
     asks ``configure_spark_with_delta_pip`` to resolve them from Maven instead."""
     driver_memory: str = "2g"
+    quiet: bool = True
+    """Hide the JVM's start-up notices and Spark's warnings; errors still show.
+    ``ninelives --verbose`` (or ``quiet = false``) shows Spark's log as Spark sets it."""
     extra: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -77,6 +80,9 @@ class Config:
 
     def with_lakehouse_root(self, root: str) -> Config:
         return dataclasses.replace(self, lakehouse=dataclasses.replace(self.lakehouse, root=root))
+
+    def with_spark(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, spark=dataclasses.replace(self.spark, **changes))
 
 
 _SECTIONS: dict[str, type] = {

@@ -12,6 +12,9 @@ Example::
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -34,10 +37,20 @@ LOCAL_CONFS = {
 }
 
 
+# The checkout an editable install runs from: a relative jar folder is looked for here
+# too, so that ``ninelives`` works from any working directory.
+PROJECT = Path(__file__).resolve().parents[1]
+
+
 def delta_jars(spark_config: SparkConfig) -> list[str]:
-    """Jars in the project's Delta jar folder (``NINELIVES_JARS_DIR`` wins over config)."""
+    """Jars in the project's Delta jar folder (``NINELIVES_JARS_DIR`` wins over config),
+    relative to the working directory or else to the checkout."""
     folder = Path(os.environ.get("NINELIVES_JARS_DIR") or spark_config.delta_jars_dir)
-    return sorted(str(p.resolve()) for p in folder.glob("*.jar")) if folder.is_dir() else []
+    for candidate in (folder, PROJECT / folder):
+        jars = sorted(str(p.resolve()) for p in candidate.glob("*.jar"))
+        if jars:
+            return jars
+    return []
 
 
 def local_session_builder(spark_config: SparkConfig) -> SparkSession.Builder:
@@ -50,10 +63,11 @@ def local_session_builder(spark_config: SparkConfig) -> SparkSession.Builder:
     )
     for key, value in {**DELTA_CONFS, **LOCAL_CONFS, **spark_config.extra}.items():
         builder = builder.config(key, value)
-    log_config = Path(__file__).with_name("log4j2.properties")
-    builder = builder.config(
-        "spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={log_config.as_uri()}"
-    )
+    if spark_config.quiet:
+        log_config = Path(__file__).with_name("log4j2.properties")
+        builder = builder.config(
+            "spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={log_config.as_uri()}"
+        )
     jars = delta_jars(spark_config)
     if jars:
         return builder.config("spark.jars", ",".join(jars))
@@ -99,4 +113,43 @@ def get_or_create_session(config: Config) -> SparkSession:
         return active
     if under_spark_submit():
         return submitted_session_builder(config.spark).getOrCreate()
-    return local_session_builder(config.spark).getOrCreate()
+    builder = local_session_builder(config.spark)
+    if not config.spark.quiet:
+        return builder.getOrCreate()
+    with jvm_start_notices_hidden():
+        return builder.getOrCreate()
+
+
+# Printed by the JVM itself on every start, before any log configuration applies:
+# Spark's launcher always adds the incubating Vector API module.
+START_NOTICES = ("WARNING: Using incubator modules:",)
+
+
+@contextmanager
+def jvm_start_notices_hidden() -> Iterator[None]:
+    """A JVM started in this block writes its stderr through a pipe, and a thread passes
+    every line but :data:`START_NOTICES` on to this process's stderr, for the JVM's
+    whole life. The pipe is the only way: the JVM prints them before reading any option.
+    """
+    import sys
+
+    sys.stderr.flush()
+    stderr = os.dup(2)
+    read_end, write_end = os.pipe()
+    threading.Thread(
+        target=_pass_on, args=(read_end, stderr), name="ninelives-jvm-stderr", daemon=True
+    ).start()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(stderr, 2)
+
+
+def _pass_on(read_end: int, stderr: int) -> None:
+    with os.fdopen(read_end, "rb") as lines:
+        for line in lines:
+            if not line.decode(errors="replace").startswith(START_NOTICES):
+                os.write(stderr, line)

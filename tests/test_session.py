@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from framework.config import Config
@@ -11,3 +13,24 @@ def test_session_writes_and_reads_delta(spark, config: Config, lakehouse: Path) 
     path = str(lakehouse / "t")
     spark.range(3).write.format("delta").save(path)
     assert sorted(r.id for r in spark.read.format("delta").load(path).collect()) == [0, 1, 2]
+
+
+
+def seed_command(lakehouse: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    """``ninelives seed`` of one small date, as a separate process with its own JVM."""
+    argv = [sys.executable, "-m", "framework.cli", "seed", "--days", "1", "--rows-per-day", "5"]
+    argv += ["--lakehouse", str(lakehouse), *flags]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_a_command_shows_only_its_own_lines_unless_verbose(tmp_path: Path) -> None:
+    """The JVM's start-up notices (the incubator-module warning, Spark's "Setting default
+    log level") are hidden; ``--verbose`` shows Spark's log as Spark sets it."""
+    quiet = seed_command(tmp_path / "quiet")
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout.startswith("seeded 5 lines"), quiet.stdout
+    assert quiet.stderr == ""
+    verbose = seed_command(tmp_path / "verbose", "--verbose")
+    assert verbose.returncode == 0, verbose.stderr
+    assert "WARNING: Using incubator modules" in verbose.stderr, verbose.stderr
+    assert 'Setting default log level to "WARN"' in verbose.stderr, verbose.stderr
