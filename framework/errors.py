@@ -59,6 +59,10 @@ class KeyColumnTypeError(UsageError):
     """A key column has a type that has no canonical encoding."""
 
 
+class TargetMissingError(PartitionError):
+    """The target table is gone although the ledger records partitions written to it."""
+
+
 class FencedError(PartitionError):
     """Delta skipped our commit: a newer attempt of the partition committed first."""
 

@@ -29,6 +29,7 @@ from framework.errors import (
     RejectRatioError,
     SchemaMismatchError,
     SourceMissingError,
+    TargetMissingError,
 )
 from framework.expectations import reasons
 from framework.job import Job
@@ -272,6 +273,14 @@ def process_partition(
             .withColumn(RUN_ID_COLUMN, F.lit(tag.run_id))
             .withColumn(PROCESSED_AT_COLUMN, F.current_timestamp())
         )
+        if target_schema is not None and not target.exists(spark):
+            # Writing on would start a new table under the old name, without the rows
+            # of every partition the ledger calls complete.
+            raise TargetMissingError(
+                f"{where}: the target {job.sink.table} was deleted or moved while the "
+                "attempt was under way; put it back (restore the folder), or rebuild it "
+                f"with `ninelives run {job.name} --force` over its dates"
+            )
         commit = job.sink.write(
             spark,
             target,

@@ -34,7 +34,13 @@ from typing import Any, Protocol
 from pyspark.sql import SparkSession
 
 from framework.crashpoints import RENEWAL_POINT, crash_point
-from framework.errors import NinelivesError, PartitionError, UsageError, delta_conflicts
+from framework.errors import (
+    NinelivesError,
+    PartitionError,
+    TargetMissingError,
+    UsageError,
+    delta_conflicts,
+)
 from framework.failures import root_cause
 from framework.job import Job
 from framework.leases import LeaseRenewer, is_held, this_host
@@ -318,6 +324,9 @@ def run_job(
                 latest = ledger.states(job.name)[job.name]
                 held.update({p: latest[p] for p in lost if p in latest})
             renewer.hold(won.values())
+            # What the ledger holds now: this run's claims are running, and each
+            # partition's final state replaces its claim as it is recorded.
+            all_states = {**all_states, job.name: {**states, **won}}
             for state in sorted(won.values(), key=lambda s: s.partition):
                 _notify(observers, state, None)
             finals, stop = _process_claimed(
@@ -470,6 +479,7 @@ def _process_with_retries(
     for retry in range(job.max_attempts):
         final, transient = _attempt(spark, lakehouse, job, running, previous, all_states)
         [recorded] = ledger.record(final)
+        all_states.setdefault(job.name, {})[recorded.partition] = recorded
         report.seconds[running.partition] = time.monotonic() - started
         _notify(observers, recorded, report.seconds[running.partition])
         if not transient or retry + 1 == job.max_attempts:
@@ -497,7 +507,10 @@ def is_transient(error: BaseException) -> bool:
     """Worth retrying: Delta write conflicts and I/O trouble; never our own errors."""
     if isinstance(error, NinelivesError):
         return False  # schema, validation, accounting, fencing, missing source: permanent
-    if (root_cause(error).condition or "").startswith("FAILED_READ_FILE"):
+    condition = root_cause(error).condition or ""
+    if condition == "FAILED_READ_FILE.FILE_NOT_EXIST":
+        return True  # the files were replaced or removed after the listing: list again
+    if condition.startswith("FAILED_READ_FILE"):
         return False  # a corrupt or truncated input file reads the same way every time
     if isinstance(error, (*delta_conflicts(), OSError, TimeoutError, ConnectionError)):
         return True
@@ -521,6 +534,7 @@ def _attempt(
     it is worth retrying)."""
     try:
         _check_upstream(job, running.partition, all_states)
+        _check_target(spark, lakehouse, job, running.partition, all_states.get(job.name, {}))
         return process_partition(spark, lakehouse, job, running, previous), False
     except Exception as error:  # every failure is recorded, then the run goes on
         failed = running.advance(
@@ -618,6 +632,37 @@ def _complete_from_commits(
         error_class=None,
         error_message=None,
         finished_at=utcnow(),
+    )
+
+
+def _check_target(
+    spark: SparkSession,
+    lakehouse: Lakehouse,
+    job: Job,
+    partition: dt.date,
+    states: dict[dt.date, PartitionState],
+) -> None:
+    """A target without a committed version is created by the next write, which is
+    right for a new job, and silently wrong when the ledger says partitions were
+    written to it: someone deleted or moved it, and writing on would leave those
+    partitions ``complete`` with their rows gone. Partitions this run has claimed are
+    ``running`` in ``states``, so a forced run over all of them rebuilds the target."""
+    written = sorted(
+        d for d, s in states.items() if s.state == COMPLETE and s.target_version is not None
+    )
+    if not written or lakehouse.table(job.sink.table).exists(spark):
+        return
+    raise target_missing(job, partition, written)
+
+
+def target_missing(job: Job, partition: dt.date, written: Sequence[dt.date]) -> TargetMissingError:
+    shown = ", ".join(d.isoformat() for d in written[:3]) + (", ..." if len(written) > 3 else "")
+    return TargetMissingError(
+        f"job {job.name}, partition {partition}: the target {job.sink.table} has no "
+        f"committed version, but the ledger records {len(written)} complete partition(s) "
+        f"written to it ({shown}): it was deleted or moved. Put it back (restore the "
+        f"folder), or rebuild it: `ninelives run {job.name} --force --from {written[0]} "
+        f"--to {max(written[-1], partition)}`"
     )
 
 

@@ -11,6 +11,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import gzip
+import json
+import shutil
+import threading
+import time
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -20,8 +25,9 @@ from pyspark.sql import functions as F
 from framework.config import Config
 from framework.errors import SourceMissingError
 from framework.failures import describe, root_cause
-from framework.ledger import FAILED
+from framework.ledger import COMPLETE, FAILED, Ledger
 from framework.runner import RunRequest, run_job
+from framework.sinks import MergeSink
 from framework.tables import Lakehouse
 from jobs.orders_daily import JOB as ORDERS
 
@@ -119,3 +125,168 @@ def test_a_python_error_in_a_jobs_transform_names_the_jobs_own_line(
     line = clean.__code__.co_firstlineno + 1
     # The class is the ledger's error_class; the message names the job's own line.
     assert state.error_message == f"list index out of range (at {__file__}:{line}, in clean)"
+
+
+# ------------------------------------------------- the catalogue of a night's failures
+
+D2 = DAY + dt.timedelta(days=1)
+QUICK_RETRIES = {"retry_base_seconds": 0.01}
+
+
+def run_dates(spark: SparkSession, config: Config, job, *days: dt.date):
+    request = RunRequest.for_dates(days, **QUICK_RETRIES)
+    return run_job(spark, Lakehouse(config.lakehouse), job, request)
+
+
+def failed_attempts(spark: SparkSession, config: Config, day: dt.date) -> list[tuple]:
+    """(attempt, error_class, error_message) of every failed attempt at ``day``."""
+    ledger = Ledger(spark, Lakehouse(config.lakehouse).framework_table("ledger"))
+    rows = ledger.frame().where((F.col("partition") == day) & (F.col("state") == FAILED))
+    return sorted((r.attempt, r.error_class, r.error_message) for r in rows.collect())
+
+
+def target_path(config: Config) -> Path:
+    return Path(str(Lakehouse(config.lakehouse).table(ORDERS.sink.table).path))
+
+
+def with_side_effect(job, effect):
+    """``job`` whose transform first does ``effect()``: something the world does to the
+    lakehouse while the run is under way, between the plan and the write."""
+
+    def transform(df: DataFrame) -> DataFrame:
+        effect()
+        return job.transform(df)
+
+    return dataclasses.replace(job, transform=transform)
+
+
+def test_a_landing_folder_deleted_mid_run_is_listed_again_then_missing(
+    spark: SparkSession, sample_config: Config
+) -> None:
+    folder = Path(sample_config.lakehouse.landing) / "orders" / f"order_date={DAY}"
+    job = with_side_effect(ORDERS, lambda: shutil.rmtree(folder, ignore_errors=True))
+    [state] = run_dates(spark, sample_config, job, DAY).results
+    [(attempt, error_class, message), second] = failed_attempts(spark, sample_config, DAY)
+    # Attempt 1 read files that were gone by then: transient, the next attempt lists again.
+    assert (attempt, error_class) == (1, "Py4JJavaError:FAILED_READ_FILE.FILE_NOT_EXIST")
+    assert_one_line(message)
+    assert message.startswith(
+        f"FAILED_READ_FILE.FILE_NOT_EXIST: Encountered error while reading file file://{folder}/"
+    ), message
+    assert "; cause: FileNotFoundException: File file:" in message, message
+    # Attempt 2 finds no folder at all, which is permanent and what status shows.
+    assert second == (2, "SourceMissingError", state.error_message)
+    assert (state.state, state.attempt) == (FAILED, 2)
+    assert state.error_message == f"no source files for {DAY} under {folder.parent}"
+
+
+def test_a_newer_protocol_fails_at_once_naming_the_feature(
+    spark: SparkSession, sample_config: Config
+) -> None:
+    run_dates(spark, sample_config, ORDERS, DAY)
+    path = target_path(sample_config)
+    log = path / "_delta_log"
+    next_version = max(int(p.stem) for p in log.glob("*.json")) + 1
+    protocol = {
+        "minReaderVersion": 3,
+        "minWriterVersion": 7,
+        "readerFeatures": ["timeTravelToTheFuture"],
+        "writerFeatures": ["timeTravelToTheFuture"],
+    }
+    (log / f"{next_version:020d}.json").write_text(json.dumps({"protocol": protocol}))
+
+    [state] = run_dates(spark, sample_config, ORDERS, D2).results
+    assert (state.state, state.attempt) == (FAILED, 1)  # permanent: no retry helps
+    assert state.error_class == "Py4JJavaError:DELTA_UNSUPPORTED_FEATURES_FOR_READ"
+    assert state.error_message == (
+        "DELTA_UNSUPPORTED_FEATURES_FOR_READ: Unsupported Delta read feature: table "
+        f'"file:{path}" requires reader table feature(s) that are unsupported by '
+        f'Delta Lake "{metadata.version("delta-spark")}": timeTravelToTheFuture.'
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class SinkWithAConcurrentWriter(MergeSink):
+    """A MergeSink whose first write meets another writer's commit to the same table.
+
+    The write's rows pass a Python UDF that waits for the other commit: Delta's
+    transaction has read the table by then, so the commit that follows conflicts.
+    """
+
+    barrier: str = ""
+    conflicting_sql: str = ""
+
+    def write(self, spark, ref, df, partition_column, tag, **options):
+        if tag.attempt == 1:
+            started, committed = Path(self.barrier, "started"), Path(self.barrier, "committed")
+
+            @F.udf("boolean")
+            def after_the_other_commit(_: int) -> bool:
+                started.touch()
+                deadline = time.monotonic() + 120
+                while not committed.exists() and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                return True
+
+            def other_writer() -> None:
+                while not started.exists():
+                    time.sleep(0.02)
+                try:
+                    spark.sql(self.conflicting_sql)
+                finally:
+                    committed.touch()
+
+            threading.Thread(target=other_writer, daemon=True).start()
+            df = df.where(after_the_other_commit(F.lit(1)))
+        return super().write(spark, ref, df, partition_column, tag, **options)
+
+
+def test_a_write_conflict_is_retried_as_a_new_attempt(
+    spark: SparkSession, sample_config: Config, tmp_path: Path
+) -> None:
+    run_dates(spark, sample_config, ORDERS, DAY)
+    path = target_path(sample_config)
+    sink = SinkWithAConcurrentWriter(
+        ORDERS.sink.table,
+        barrier=str(tmp_path),
+        conflicting_sql=f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('team' = 'someone')",
+    )
+    [state] = run_dates(spark, sample_config, dataclasses.replace(ORDERS, sink=sink), D2).results
+    assert (state.state, state.attempt) == (COMPLETE, 2), state
+    [(attempt, error_class, message)] = failed_attempts(spark, sample_config, D2)
+    assert (attempt, error_class) == (1, "MetadataChangedException:DELTA_METADATA_CHANGED")
+    assert message == (
+        "DELTA_METADATA_CHANGED: MetadataChangedException: The metadata of the Delta table "
+        f"delta.`file:{path}` has been changed by a concurrent update. "
+        "Please try the operation again."
+    )
+
+
+def test_a_target_deleted_mid_run_is_not_recreated_without_its_partitions(
+    spark: SparkSession, sample_config: Config
+) -> None:
+    run_dates(spark, sample_config, ORDERS, DAY)
+    path = target_path(sample_config)
+    job = with_side_effect(ORDERS, lambda: shutil.rmtree(path))
+    [state] = run_dates(spark, sample_config, job, D2).results
+    assert (state.state, state.attempt, state.error_class) == (FAILED, 1, "TargetMissingError")
+    assert state.error_message == (
+        f"job orders_daily, partition {D2}: the target silver.orders was deleted or moved "
+        "while the attempt was under way; put it back (restore the folder), or rebuild it "
+        "with `ninelives run orders_daily --force` over its dates"
+    )
+    assert not path.exists()
+    # The next run sees the ledger's complete partition and still will not recreate it.
+    [state] = run_dates(spark, sample_config, ORDERS, D2).results
+    assert (state.state, state.error_class) == (FAILED, "TargetMissingError")
+    assert state.error_message == (
+        f"job orders_daily, partition {D2}: the target silver.orders has no committed "
+        f"version, but the ledger records 1 complete partition(s) written to it ({DAY}): it "
+        "was deleted or moved. Put it back (restore the folder), or rebuild it: "
+        f"`ninelives run orders_daily --force --from {DAY} --to {D2}`"
+    )
+    # The command it names rebuilds the target from the landing files.
+    forced = RunRequest.for_dates([DAY, D2], force=True)
+    report = run_job(spark, Lakehouse(sample_config.lakehouse), ORDERS, forced)
+    assert [r.state for r in report.results] == [COMPLETE, COMPLETE], report.results
+    assert target_path(sample_config).exists()
