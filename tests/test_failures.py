@@ -13,8 +13,10 @@ import datetime as dt
 import gzip
 import json
 import shutil
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
@@ -290,3 +292,44 @@ def test_a_target_deleted_mid_run_is_not_recreated_without_its_partitions(
     report = run_job(spark, Lakehouse(sample_config.lakehouse), ORDERS, forced)
     assert [r.state for r in report.results] == [COMPLETE, COMPLETE], report.results
     assert target_path(sample_config).exists()
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A folder on a 16 KiB tmpfs: room for a Delta log, not for a day's data files."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_is_retried_then_fails_naming_the_device_error(
+    spark: SparkSession, sample_config: Config, full_disk: Path
+) -> None:
+    silver = Path(sample_config.lakehouse.root) / "silver"
+    silver.symlink_to(full_disk)  # the target's folder; the ledger stays on a roomy disk
+    job = dataclasses.replace(ORDERS, max_attempts=2)
+    [state] = run_dates(spark, sample_config, job, DAY).results
+    message = (
+        f"TASK_WRITE_FAILED: Task failed while writing rows to file:{silver}/orders. "
+        "SQLSTATE: 58030; cause: IOException: No space left on device"
+    )
+    # Transient: space can come back. Every attempt failed the same way, in one line.
+    assert (state.state, state.attempt, state.error_message) == (FAILED, 2, message)
+    assert failed_attempts(spark, sample_config, DAY) == [
+        (attempt, "Py4JJavaError:TASK_WRITE_FAILED", message) for attempt in (1, 2)
+    ]
+    # With room again, the same command completes the date.
+    subprocess.run(["mount", "-o", "remount,size=1m", str(full_disk)], check=True)
+    [state] = run_dates(spark, sample_config, job, DAY).results
+    assert (state.state, state.attempt, state.rows_written) == (COMPLETE, 3, 100)
