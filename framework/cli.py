@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import os
 import shlex
 import sys
@@ -27,12 +28,12 @@ from rich.console import Console
 from rich.table import Table
 
 from framework.config import Config, load_config
-from framework.errors import NinelivesError, UsageError
+from framework.errors import DriverDiedError, NinelivesError, UsageError
 from framework.failures import describe
 from framework.leases import held_message
 from framework.ops_cli import OPS_COMMANDS, observe_run, register_ops_commands
 from framework.registry import get_job
-from framework.report import date_range, print_run_summary
+from framework.report import date_range, error_hint, print_run_summary
 from framework.runner import RunRequest, reconcile, run_job
 from framework.tables import Lakehouse
 
@@ -257,8 +258,11 @@ def _cmd_run(args: argparse.Namespace, config: Config, console: Console) -> int:
         wait=args.wait,
         lease_seconds=config.run.lease_seconds,
     )
-    with observe_run(args, config, spark) as observers:
-        report = run_job(spark, Lakehouse(config.lakehouse), job, request, observers=observers)
+    try:
+        with observe_run(args, config, spark) as observers:
+            report = run_job(spark, Lakehouse(config.lakehouse), job, request, observers=observers)
+    except DriverDiedError as died:
+        raise _recorded(config, died) from None
     if args.dry_run:
         to_run = ", ".join(map(str, report.plan.to_run)) or "nothing"
         console.print(
@@ -270,6 +274,20 @@ def _cmd_run(args: argparse.Namespace, config: Config, console: Console) -> int:
     for state in report.held.values():
         print(f"ninelives: {held_message(job.name, state)}", file=sys.stderr)
     return report.exit_code
+
+
+def _recorded(config: Config, died: DriverDiedError) -> DriverDiedError:
+    """``died``, its failed states recorded by a new process, with what to do about it."""
+    from framework.driver_death import record_in_new_process
+
+    why_not = record_in_new_process(config, died.states)
+    recorded = (
+        f"the ledger records {', '.join(str(s.partition) for s in died.states)} as failed"
+        if why_not is None
+        else f"the failure could not be recorded ({why_not})"
+    )
+    hint = error_hint(died.states[0].error_class)
+    return DriverDiedError(f"{died}; {recorded}. {hint[0].upper()}{hint[1:]}", died.states)
 
 
 def _cmd_reconcile(args: argparse.Namespace, config: Config, console: Console) -> int:
@@ -330,6 +348,10 @@ COMMANDS.update(OPS_COMMANDS)  # history, report; status with --state/--json
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ninelives`` script and of ``jobs/*.py`` under spark-submit."""
     args = build_parser().parse_args(argv)
+    if not os.environ.get("NINELIVES_DEBUG"):
+        # py4j logs a traceback for every call that meets a dead JVM; the error that
+        # follows says it in one line.
+        logging.getLogger("py4j").addHandler(logging.NullHandler())
     console = Console(
         highlight=False, soft_wrap=False, width=200 if not sys.stdout.isatty() else None
     )

@@ -63,6 +63,15 @@ class TargetMissingError(PartitionError):
     """The target table is gone although the ledger records partitions written to it."""
 
 
+class DriverDiedError(NinelivesError):
+    """Spark's driver JVM died under the run (out of memory, killed): nothing more can be
+    written through it. ``states`` are the failed states the run could not record."""
+
+    def __init__(self, message: str, states: list) -> None:
+        super().__init__(message)
+        self.states = states
+
+
 class FencedError(PartitionError):
     """Delta skipped our commit: a newer attempt of the partition committed first."""
 

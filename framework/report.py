@@ -56,7 +56,38 @@ _HINTS = {
         "Delta; a rerun processes the partition again from its source"
     ),
     "KeyColumnTypeError": "a key column has a type without a canonical encoding: fix the job",
+    "TargetMissingError": (
+        "the target table was deleted or moved while the ledger still counts partitions in "
+        "it: put it back, or rebuild it with the --force command the message gives"
+    ),
+    "OutOfMemoryError": (
+        "Spark's driver ran out of memory and died. The same command with the same settings "
+        "dies the same way: raise [spark] driver_memory in the config (spark-submit: "
+        "--driver-memory), or give the job fewer rows per partition, then rerun"
+    ),
+    "DriverDied": (
+        "Spark's driver JVM exited mid-attempt, most often killed by the system for memory: "
+        "check the machine's memory and [spark] driver_memory, then rerun"
+    ),
 }
+# By Spark's error condition, for errors whose class is Spark's or Delta's.
+_CONDITION_HINTS = {
+    "FAILED_READ_FILE.FILE_NOT_EXIST": (
+        "input files were removed or replaced while the run read them; a rerun lists the "
+        "folder again"
+    ),
+    "DELTA_UNSUPPORTED_FEATURES_FOR_READ": (
+        "a newer Delta wrote this table with a feature this version cannot read: upgrade "
+        "delta-spark, or ask whoever changed the table; a rerun fails the same way"
+    ),
+    "DELTA_METADATA_CHANGED": (
+        "another writer changed the table's schema or properties at the same moment: "
+        "transient, a rerun retries"
+    ),
+}
+_DISK_FULL_HINT = (
+    "the disk under the table is full: free space (or VACUUM old versions), then rerun"
+)
 _CONCURRENCY_HINT = (
     "another writer committed to the same table at the same moment: transient, a rerun retries"
 )
@@ -76,9 +107,13 @@ def state_name(state: PartitionState | None) -> str:
 
 def error_hint(error_class: str | None, error_message: str | None = None) -> str:
     """One sentence: why a partition with this error failed and what a rerun does about it."""
-    name = (error_class or "").split(":")[0]
+    name, _, condition = (error_class or "").partition(":")
     if name in _HINTS:
         return _HINTS[name]
+    if "No space left on device" in (error_message or ""):
+        return _DISK_FULL_HINT
+    if condition in _CONDITION_HINTS:
+        return _CONDITION_HINTS[condition]
     if "upstream job" in (error_message or ""):
         return _UPSTREAM_HINT
     if name.startswith("Concurrent") or "ConcurrentModification" in name:

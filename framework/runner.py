@@ -35,6 +35,7 @@ from pyspark.sql import SparkSession
 
 from framework.crashpoints import RENEWAL_POINT, crash_point
 from framework.errors import (
+    DriverDiedError,
     NinelivesError,
     PartitionError,
     TargetMissingError,
@@ -47,6 +48,7 @@ from framework.leases import LeaseRenewer, is_held, this_host
 from framework.ledger import COMPLETE, FAILED, RUNNING, Ledger, PartitionState, utcnow
 from framework.partition import process_partition
 from framework.quarantine import quarantine_table
+from framework.session import driver_alive, jvm_fatal_error
 from framework.sinks import CommitTag, find_commit, row_counts
 from framework.tables import Lakehouse
 
@@ -543,7 +545,22 @@ def _attempt(
             error_message=_error_message(error),
             finished_at=utcnow(),
         )
+        if not driver_alive(spark):
+            raise _driver_died(job, failed) from error
         return failed, is_transient(error)
+
+
+def _driver_died(job: Job, failed: PartitionState) -> DriverDiedError:
+    """The failure as the JVM's last words tell it, for a new process to record."""
+    fatal = jvm_fatal_error()
+    if fatal:
+        kind, _, detail = fatal.removeprefix("java.lang.").partition(":")
+        cause = f"{kind}: {detail.strip()}" if detail.strip() else kind
+    else:
+        kind, cause = "DriverDied", "its JVM exited (killed by the system, or out of memory)"
+    message = f"Spark's driver died during the attempt: {cause}"
+    state = dataclasses.replace(failed, error_class=kind, error_message=message)
+    return DriverDiedError(f"job {job.name}, partition {failed.partition}: {message}", [state])
 
 
 def heal_abandoned(

@@ -12,6 +12,7 @@ Example::
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -117,12 +118,50 @@ def get_or_create_session(config: Config) -> SparkSession:
     if not config.spark.quiet:
         return builder.getOrCreate()
     with jvm_start_notices_hidden():
-        return builder.getOrCreate()
+        spark = builder.getOrCreate()
+    _no_traceback_when_the_jvm_dies(spark)
+    return spark
+
+
+def _no_traceback_when_the_jvm_dies(spark: SparkSession) -> None:
+    """PySpark's accumulator server (a :mod:`socketserver`) prints a traceback when the
+    JVM's connection to it ends mid-read (``EOFError``); the run says that the driver
+    died in one line of its own. Other errors of the server stay visible, in one line."""
+    server = getattr(spark.sparkContext, "_accumulatorServer", None)
+    if server is None:
+        return
+
+    def handle_error(request: object, client_address: object) -> None:
+        import sys
+
+        error = sys.exc_info()[1]
+        if not isinstance(error, (EOFError, ConnectionError)):
+            print(f"ninelives: warning: accumulator update failed: {error!r}", file=sys.stderr)
+
+    server.handle_error = handle_error
+
+
+def driver_alive(spark: SparkSession) -> bool:
+    """Whether the session's driver still answers (its JVM may have died under us)."""
+    try:
+        spark.conf.get("spark.app.name")
+    except Exception:
+        return False
+    return True
 
 
 # Printed by the JVM itself on every start, before any log configuration applies:
 # Spark's launcher always adds the incubating Vector API module.
 START_NOTICES = ("WARNING: Using incubator modules:",)
+# What a JVM that is about to die says last (Spark exits the JVM on a fatal error).
+_FATAL = re.compile(r"^java\.lang\.(OutOfMemoryError|StackOverflowError|InternalError)\b")
+_fatal_line: str | None = None
+
+
+def jvm_fatal_error() -> str | None:
+    """The last fatal error line the local session's JVM wrote on stderr, if any, such as
+    ``java.lang.OutOfMemoryError: Java heap space``; seen only while quiet (the default)."""
+    return _fatal_line
 
 
 @contextmanager
@@ -149,7 +188,11 @@ def jvm_start_notices_hidden() -> Iterator[None]:
 
 
 def _pass_on(read_end: int, stderr: int) -> None:
+    global _fatal_line
     with os.fdopen(read_end, "rb") as lines:
         for line in lines:
-            if not line.decode(errors="replace").startswith(START_NOTICES):
+            text = line.decode(errors="replace")
+            if _FATAL.match(text):
+                _fatal_line = text.strip()
+            if not text.startswith(START_NOTICES):
                 os.write(stderr, line)

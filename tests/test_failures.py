@@ -14,6 +14,7 @@ import gzip
 import json
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -333,3 +334,57 @@ def test_a_full_disk_is_retried_then_fails_naming_the_device_error(
     subprocess.run(["mount", "-o", "remount,size=1m", str(full_disk)], check=True)
     [state] = run_dates(spark, sample_config, job, DAY).results
     assert (state.state, state.attempt, state.rows_written) == (COMPLETE, 3, 100)
+
+
+SWELLING_JOB = """
+import dataclasses
+
+from pyspark.sql import functions as F
+
+from framework.sinks import MergeSink
+from jobs.orders_daily import JOB as ORDERS
+
+
+def swell(df):
+    # Each row grows to ~700 MB of text: more than a 512 MB driver holds.
+    return ORDERS.transform(df).withColumn("blob", F.repeat(F.col("source_id"), 50_000_000))
+
+
+JOB = dataclasses.replace(
+    ORDERS, name="orders_swelling", transform=swell, sink=MergeSink("silver.swollen")
+)
+"""
+
+
+def test_a_driver_out_of_memory_is_recorded_with_what_to_change(
+    spark: SparkSession, sample_config: Config, tmp_path: Path
+) -> None:
+    """Spark exits the JVM on OutOfMemoryError; the run's Python lives on, records the
+    failure through a new process, and says what to change instead of "run it again"."""
+    (tmp_path / "swelling.py").write_text(SWELLING_JOB)
+    conf = tmp_path / "small-driver.toml"
+    conf.write_text(
+        f'[lakehouse]\nlanding = "{sample_config.lakehouse.landing}"\n'
+        '[spark]\nmaster = "local[1]"\ndriver_memory = "512m"\n'
+    )
+    argv = [sys.executable, "-m", "framework.cli", "run", "swelling:JOB", "--date", str(DAY)]
+    argv += ["--lakehouse", sample_config.lakehouse.root, "--conf", str(conf)]
+    died = subprocess.run(
+        argv, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert died.returncode == 1, died.stderr
+    assert "Traceback" not in died.stderr, died.stderr
+    message = (
+        f"job orders_swelling, partition {DAY}: Spark's driver died during the attempt: "
+        "OutOfMemoryError: Java heap space"
+    )
+    assert died.stderr.splitlines()[-1] == (
+        f"ninelives: {message}; the ledger records {DAY} as failed. Spark's driver ran out "
+        "of memory and died. The same command with the same settings dies the same way: "
+        "raise [spark] driver_memory in the config (spark-submit: --driver-memory), or give "
+        "the job fewer rows per partition, then rerun"
+    )
+    ledger = Ledger(spark, Lakehouse(sample_config.lakehouse).framework_table("ledger"))
+    state = ledger.states("orders_swelling")["orders_swelling"][DAY]
+    assert (state.state, state.attempt, state.error_class) == (FAILED, 1, "OutOfMemoryError")
+    assert state.error_message == message.split(": ", 1)[1]
