@@ -111,24 +111,39 @@ def test_wrong_type_is_quarantined_as_malformed(spark, lake) -> None:
     assert assert_quarantined_one(spark, lake, "malformed record") == bad
 
 
-@pytest.mark.parametrize(
-    ("fields", "reason"),
-    [
-        ({"source_id": ...}, "source_id is not null"),
-        ({"currency": "XXX"}, "currency in (EUR, USD, GBP)"),
-        ({"event_type": "teleported"}, "event_type in (created, paid, shipped, cancelled)"),
-        ({"amount": -5}, "0 <= amount"),
-        ({"source_id": "BAD-1"}, "source_id matches ^ORD-[0-9]{10}$"),
-        ({"event_ts": "not a time"}, "event_ts is not null"),
-        ({"order_date": "2024-01-14"}, "order_date 2024-01-14 is outside partition 2024-01-15"),
-    ],
-    ids=["null", "accepted_values", "event_type", "range", "regex", "bad_timestamp", "outside"],
-)
-def test_rule_violations_are_quarantined_with_the_rule(spark, lake, fields, reason) -> None:
-    land(lake, [*GOOD, event(99, **fields)])
-    raw = assert_quarantined_one(spark, lake, reason)
-    expected_id = fields.get("source_id", "ORD-0000000099")
-    assert json.loads(raw).get("source_id") == (None if expected_id is ... else expected_id)
+# One row per rule of orders_daily, each breaking only that rule: the rule's reason.
+RULE_BREAKERS = {
+    "source_id is not null": {"source_id": ...},
+    "currency in (EUR, USD, GBP)": {"currency": "XXX"},
+    "event_type in (created, paid, shipped, cancelled)": {"event_type": "teleported"},
+    "0 <= amount": {"amount": -5},
+    "source_id matches ^ORD-[0-9]{10}$": {"source_id": "BAD-1"},
+    "event_ts is not null": {"event_ts": "not a time"},
+    "order_date 2024-01-14 is outside partition 2024-01-15": {"order_date": "2024-01-14"},
+}
+
+
+def test_each_broken_rule_quarantines_its_row_with_the_rule(spark, lake) -> None:
+    """All rules in one partition, so one run: each bad row is quarantined (as JSON of
+    its parsed fields) with the rule it broke in its reason; the good rows are written."""
+    ids = {}  # rule -> source_id of its row (None: the row has none)
+    lines = []
+    for n, (rule, fields) in enumerate(RULE_BREAKERS.items()):
+        ids[rule] = fields.get("source_id", f"ORD-{90 + n:010d}")
+        lines.append(event(90 + n, **fields))
+    land(lake, [*GOOD, *lines])
+    state = run(spark, lake, dataclasses.replace(ORDERS, max_reject_ratio=1.0))
+    assert (state.state, state.rows_read, state.rows_written, state.rows_rejected) == (
+        COMPLETE,
+        len(GOOD) + len(lines),
+        len(GOOD),
+        len(lines),
+    ), state.error_message
+    assert_accounted(state)
+    reasons = {json.loads(raw).get("source_id"): reason for raw, reason in quarantined(spark, lake)}
+    assert len(reasons) == len(lines), reasons
+    for rule, source_id in ids.items():
+        assert rule in reasons[None if source_id is ... else source_id], (rule, reasons)
 
 
 def test_duplicates_collapse_to_the_latest_delivery(spark, lake) -> None:
