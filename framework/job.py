@@ -29,6 +29,7 @@ from framework.sources import Source
 
 Transform = Callable[[DataFrame], DataFrame]
 SCHEMA_DRIFT = ("fail", "evolve", "ignore")
+CORRUPT_FILES = ("fail", "quarantine")
 
 
 def identity(df: DataFrame) -> DataFrame:
@@ -57,6 +58,10 @@ class Job:
     :param schema_drift: what a transform output that differs from the target does:
         ``fail`` (default), ``evolve`` (new columns are added to the target) or
         ``ignore`` (new columns dropped, missing ones NULL). A changed type always fails.
+    :param corrupt_files: what an input file Spark cannot read (truncated, corrupt, a
+        checksum mismatch) does: ``fail`` (default) fails the partition naming the file;
+        ``quarantine`` quarantines the whole file (its path and the reason, counted as
+        one record read and rejected) and processes the partition's other files.
     :param max_attempts: attempts per partition and run for transient errors (Delta
         write conflicts, I/O errors), with exponential backoff and jitter.
     :param watermark_start: makes this an incremental (watermark) job over daily
@@ -80,6 +85,7 @@ class Job:
     expectations: tuple[Expectation, ...] = ()
     max_reject_ratio: float = 1.0
     schema_drift: str = "fail"
+    corrupt_files: str = "fail"
     max_attempts: int = 3
     lookback_days: int = 0
     watermark_start: dt.date | None = None
@@ -97,6 +103,11 @@ class Job:
             raise UsageError(
                 f"job {self.name}: schema_drift {self.schema_drift!r} is not one of: "
                 f"{', '.join(SCHEMA_DRIFT)}"
+            )
+        if self.corrupt_files not in CORRUPT_FILES:
+            raise UsageError(
+                f"job {self.name}: corrupt_files {self.corrupt_files!r} is not one of: "
+                f"{', '.join(CORRUPT_FILES)}"
             )
         if not 0 <= self.max_reject_ratio <= 1:
             raise UsageError(f"job {self.name}: max_reject_ratio must be between 0 and 1")

@@ -15,7 +15,8 @@ metrics; a mismatch fails the partition (:class:`~framework.errors.AccountingErr
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession, Window
@@ -32,6 +33,7 @@ from framework.errors import (
     TargetMissingError,
 )
 from framework.expectations import reasons
+from framework.failures import root_cause
 from framework.job import Job
 from framework.keys import KEY_COLUMN, ROW_HASH_COLUMN, with_key, with_row_hash
 from framework.ledger import COMPLETE, PartitionState, utcnow
@@ -46,6 +48,7 @@ FAIL_COLUMN = "_fail_reason"
 RANK_COLUMN = "_rank"
 STAGING_COLUMNS = (REJECT_COLUMN, DROP_COLUMN, FAIL_COLUMN, RANK_COLUMN)
 MALFORMED_REASON = "malformed record: not valid JSON, or a value of the wrong type"
+UNREADABLE_REASON = "unreadable file, quarantined whole"
 
 
 @dataclass(frozen=True)
@@ -163,8 +166,12 @@ def count(staged: DataFrame, malformed: DataFrame | None) -> Counts:
     )
 
 
-def _read(spark: SparkSession, lakehouse: Lakehouse, job: Job, partition: dt.date) -> DataFrame:
+def _read(
+    spark: SparkSession, lakehouse: Lakehouse, job: Job, partition: dt.date, skip: frozenset[str]
+) -> DataFrame:
     try:
+        if skip:  # only then: a source written before ``skip`` existed still works
+            return job.source.read(spark, lakehouse, partition, skip=skip)
         return job.source.read(spark, lakehouse, partition)
     except SourceMissingError:
         if not job.allow_empty:
@@ -172,7 +179,60 @@ def _read(spark: SparkSession, lakehouse: Lakehouse, job: Job, partition: dt.dat
         return job.source.empty(spark, lakehouse)
 
 
-def _rejects(staged: DataFrame, malformed: DataFrame | None, tag: CommitTag) -> DataFrame:
+def _stage_and_count(
+    spark: SparkSession,
+    lakehouse: Lakehouse,
+    job: Job,
+    partition: dt.date,
+    target_schema: StructType | None,
+    skip: frozenset[str],
+    cached: list[DataFrame],
+) -> tuple[DataFrame, DataFrame | None, Counts]:
+    """Read (without the files in ``skip``), transform and stage the partition, cached
+    in ``cached``; the first Spark job that reads the input is the count."""
+    raw = _read(spark, lakehouse, job, partition, skip)
+    malformed = None
+    if CORRUPT_COLUMN in raw.columns:
+        # Spark refuses queries on raw JSON that touch only the corrupt-record
+        # column, and both halves are used twice: cache the parsed input once.
+        raw = raw.persist(StorageLevel.MEMORY_AND_DISK)
+        cached.append(raw)
+        malformed = raw.where(F.col(CORRUPT_COLUMN).isNotNull())
+        raw = raw.where(F.col(CORRUPT_COLUMN).isNull()).drop(CORRUPT_COLUMN)
+    out = check_drift(job, job.transform(raw), target_schema, partition)
+    staged = stage(job, out, partition).persist(StorageLevel.MEMORY_AND_DISK)
+    cached.append(staged)
+    return staged, malformed, count(staged, malformed)
+
+
+def _unpersist(cached: list[DataFrame]) -> None:
+    for df in cached:
+        df.unpersist()
+    cached.clear()
+
+
+_UNREADABLE = re.compile(r"while reading file (\S+?)\.?(?:\s|$)")
+
+
+def unreadable_file(error: BaseException) -> tuple[str, str] | None:
+    """``(file, why)`` when ``error`` is Spark failing to read one input file (corrupt,
+    truncated, checksum mismatch); None for anything else, a vanished file included."""
+    cause = root_cause(error)
+    if not (cause.condition or "").startswith("FAILED_READ_FILE") or (
+        cause.condition == "FAILED_READ_FILE.FILE_NOT_EXIST"
+    ):
+        return None
+    found = _UNREADABLE.search(cause.message)
+    return (found.group(1), cause.cause or cause.message) if found else None
+
+
+def _rejects(
+    spark: SparkSession,
+    staged: DataFrame,
+    malformed: DataFrame | None,
+    unreadable: dict[str, str],
+    tag: CommitTag,
+) -> DataFrame:
     payload = [c for c in staged.columns if not c.startswith("_")]
     rejects = as_quarantine_rows(
         staged.where(F.col(REJECT_COLUMN).isNotNull()),
@@ -180,11 +240,19 @@ def _rejects(staged: DataFrame, malformed: DataFrame | None, tag: CommitTag) -> 
         F.col(REJECT_COLUMN),
         tag,
     )
-    if malformed is None:
-        return rejects
-    return rejects.unionByName(
-        as_quarantine_rows(malformed, F.col(CORRUPT_COLUMN), F.lit(MALFORMED_REASON), tag)
-    )
+    if malformed is not None:
+        rejects = rejects.unionByName(
+            as_quarantine_rows(malformed, F.col(CORRUPT_COLUMN), F.lit(MALFORMED_REASON), tag)
+        )
+    if unreadable:
+        files = spark.createDataFrame(
+            [(path, f"{UNREADABLE_REASON}: {why}") for path, why in sorted(unreadable.items())],
+            "file string, reason string",
+        )
+        rejects = rejects.unionByName(
+            as_quarantine_rows(files, F.col("file"), F.col("reason"), tag)
+        )
+    return rejects
 
 
 def process_partition(
@@ -198,24 +266,28 @@ def process_partition(
     partition = running.partition
     # Before the read: input that arrives while we work makes the partition stale.
     fingerprint = job.source.fingerprint(spark, lakehouse, partition)
-    raw = _read(spark, lakehouse, job, partition)
     where = f"job {job.name}, partition {partition}"
     cached: list[DataFrame] = []
+    unreadable: dict[str, str] = {}  # file -> why, for corrupt_files="quarantine"
     try:
-        malformed = None
-        if CORRUPT_COLUMN in raw.columns:
-            # Spark refuses queries on raw JSON that touch only the corrupt-record
-            # column, and both halves are used twice: cache the parsed input once.
-            raw = raw.persist(StorageLevel.MEMORY_AND_DISK)
-            cached.append(raw)
-            malformed = raw.where(F.col(CORRUPT_COLUMN).isNotNull())
-            raw = raw.where(F.col(CORRUPT_COLUMN).isNull()).drop(CORRUPT_COLUMN)
         target = lakehouse.table(job.sink.table)
         target_schema = target.read(spark).schema if target.exists(spark) else None
-        out = check_drift(job, job.transform(raw), target_schema, partition)
-        staged = stage(job, out, partition).persist(StorageLevel.MEMORY_AND_DISK)
-        cached.append(staged)
-        counts = count(staged, malformed)
+        while True:
+            try:
+                staged, malformed, counts = _stage_and_count(
+                    spark, lakehouse, job, partition, target_schema, frozenset(unreadable), cached
+                )
+                break
+            except Exception as error:
+                found = unreadable_file(error) if job.corrupt_files == "quarantine" else None
+                if found is None or found[0] in unreadable:
+                    raise
+                unreadable[found[0]] = found[1]  # and read the partition again without it
+                _unpersist(cached)
+        # A whole unreadable file is one record read and quarantined.
+        counts = replace(
+            counts, read=counts.read + len(unreadable), rejected=counts.rejected + len(unreadable)
+        )
         crash_point("after_read", partition)
         if counts.read == 0 and not job.allow_empty:
             raise SourceMissingError(
@@ -252,7 +324,7 @@ def process_partition(
             write_quarantine(
                 spark,
                 quarantine_table(lakehouse, job.name),
-                _rejects(staged, malformed, tag),
+                _rejects(spark, staged, malformed, unreadable, tag),
                 tag,
                 first=first,
             )
@@ -303,7 +375,7 @@ def process_partition(
             write_quarantine(
                 spark,
                 quarantine_table(lakehouse, job.name),
-                _rejects(staged, malformed, tag),
+                _rejects(spark, staged, malformed, unreadable, tag),
                 tag,
                 first=first,
             )
@@ -326,5 +398,4 @@ def process_partition(
             finished_at=utcnow(),
         )
     finally:
-        for df in cached:
-            df.unpersist()
+        _unpersist(cached)

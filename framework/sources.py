@@ -33,8 +33,19 @@ CORRUPT_COLUMN = "_corrupt_record"
 class Source(Protocol):
     """What the runner needs of a source."""
 
-    def read(self, spark: SparkSession, lakehouse: Lakehouse, partition: dt.date) -> DataFrame:
-        """The rows of ``partition``; raise SourceMissingError when there are none."""
+    def read(
+        self,
+        spark: SparkSession,
+        lakehouse: Lakehouse,
+        partition: dt.date,
+        *,
+        skip: frozenset[str] = frozenset(),
+    ) -> DataFrame:
+        """The rows of ``partition``; raise SourceMissingError when there are none.
+
+        ``skip``: files to leave out (their URIs as Spark names them in errors), for jobs
+        that quarantine unreadable files; a source that cannot leave files out ignores
+        it, and the partition then fails on the same file."""
         ...
 
     def describe(self, lakehouse: Lakehouse) -> str:
@@ -94,22 +105,34 @@ class JsonLinesSource:
                 digest.update(f"{f.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
         return f"files:{digest.hexdigest()}"
 
-    def read(self, spark: SparkSession, lakehouse: Lakehouse, partition: dt.date) -> DataFrame:
+    def read(
+        self,
+        spark: SparkSession,
+        lakehouse: Lakehouse,
+        partition: dt.date,
+        *,
+        skip: frozenset[str] = frozenset(),
+    ) -> DataFrame:
         path = self.partition_path(lakehouse, partition)
         folder = Path(path)
-        if not folder.is_dir() or not any(
-            f.is_file() and not f.name.startswith((".", "_")) for f in folder.iterdir()
-        ):
+        files = (
+            sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith((".", "_")))
+            if folder.is_dir()
+            else []
+        )
+        if skip:  # Spark names a local file file:///…, unescaped
+            files = [f for f in files if f"file://{f.resolve()}" not in skip]
+        if not files:
             raise SourceMissingError(
                 f"no source files for {partition.isoformat()} under {self.describe(lakehouse)}"
             )
         schema = StructType([*self.schema.fields, StructField(CORRUPT_COLUMN, StringType())])
-        return (
+        reader = (
             spark.read.schema(schema)
             .option("mode", "PERMISSIVE")
             .option("columnNameOfCorruptRecord", CORRUPT_COLUMN)
-            .json(path)
         )
+        return reader.json([str(f) for f in files]) if skip else reader.json(path)
 
 
 @dataclass(frozen=True)
@@ -140,7 +163,15 @@ class DeltaSource:
         files = self.read(spark, lakehouse, partition).inputFiles()
         return "delta:" + hashlib.sha256("\n".join(sorted(files)).encode()).hexdigest()
 
-    def read(self, spark: SparkSession, lakehouse: Lakehouse, partition: dt.date) -> DataFrame:
+    def read(
+        self,
+        spark: SparkSession,
+        lakehouse: Lakehouse,
+        partition: dt.date,
+        *,
+        skip: frozenset[str] = frozenset(),
+    ) -> DataFrame:
+        """``skip`` is ignored: a Delta table's files are the table's, not to leave out."""
         ref = lakehouse.table(self.table)
         if not ref.exists(spark):
             raise SourceMissingError(

@@ -271,11 +271,11 @@ class FlakyStorage:
     def fingerprint(self, spark, lakehouse, partition):
         return self.inner.fingerprint(spark, lakehouse, partition)
 
-    def read(self, spark, lakehouse, partition):
+    def read(self, spark, lakehouse, partition, **options):
         if self.failures:
             self.failures -= 1
             raise ConnectionResetError("connection reset by peer")
-        return self.inner.read(spark, lakehouse, partition)
+        return self.inner.read(spark, lakehouse, partition, **options)
 
 
 def _attempts(spark, cfg: Config, day: dt.date = D) -> list[tuple[int, str]]:

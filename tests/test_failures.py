@@ -117,6 +117,38 @@ def test_a_truncated_gzip_file_fails_its_date_at_once_naming_the_file(
     assert state.attempt == 1  # permanent: the same bytes fail the same way, no retry
 
 
+def test_a_job_can_quarantine_an_unreadable_file_whole_and_go_on(
+    spark: SparkSession, sample_config: Config
+) -> None:
+    """``corrupt_files="quarantine"``: the truncated file is one quarantined record with
+    its path and the reason; the date's other files are written as without it."""
+    job = dataclasses.replace(ORDERS, corrupt_files="quarantine")
+    [clean] = run_dates(spark, sample_config, job, DAY).results
+    folder = Path(sample_config.lakehouse.landing) / "orders" / f"order_date={DAY}"
+    whole = gzip.compress(b"".join(f.read_bytes() for f in folder.glob("part-*")))
+    truncated = folder / "late-delivery.json.gz"
+    truncated.write_bytes(whole[: len(whole) // 2])
+
+    [state] = run_job(
+        spark, Lakehouse(sample_config.lakehouse), job, RunRequest.for_dates([DAY], force=True)
+    ).results
+    assert state.state == COMPLETE, state.error_message
+    assert (state.rows_read, state.rows_rejected) == (clean.rows_read + 1, clean.rows_rejected + 1)
+    assert (state.rows_written, state.rows_updated, state.rows_deleted) == (
+        clean.rows_written,
+        0,
+        0,
+    )
+    quarantine = Lakehouse(sample_config.lakehouse).framework_table("quarantine_orders_daily")
+    files = quarantine.read(spark).where(F.col("raw").startswith("file:")).collect()
+    assert [(r.raw, r.reason) for r in files] == [
+        (
+            f"file://{truncated}",
+            "unreadable file, quarantined whole: EOFException: Unexpected end of input stream",
+        )
+    ]
+
+
 def test_a_python_error_in_a_jobs_transform_names_the_jobs_own_line(
     spark: SparkSession, sample_config: Config
 ) -> None:

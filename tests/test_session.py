@@ -15,7 +15,6 @@ def test_session_writes_and_reads_delta(spark, config: Config, lakehouse: Path) 
     assert sorted(r.id for r in spark.read.format("delta").load(path).collect()) == [0, 1, 2]
 
 
-
 def seed_command(lakehouse: Path, *flags: str) -> subprocess.CompletedProcess[str]:
     """``ninelives seed`` of one small date, as a separate process with its own JVM."""
     argv = [sys.executable, "-m", "framework.cli", "seed", "--days", "1", "--rows-per-day", "5"]
