@@ -669,10 +669,10 @@ def _check_target(
     )
     if not written or lakehouse.table(job.sink.table).exists(spark):
         return
-    raise target_missing(job, partition, written)
+    raise _target_missing(job, partition, written)
 
 
-def target_missing(job: Job, partition: dt.date, written: Sequence[dt.date]) -> TargetMissingError:
+def _target_missing(job: Job, partition: dt.date, written: Sequence[dt.date]) -> TargetMissingError:
     shown = ", ".join(d.isoformat() for d in written[:3]) + (", ..." if len(written) > 3 else "")
     return TargetMissingError(
         f"job {job.name}, partition {partition}: the target {job.sink.table} has no "
