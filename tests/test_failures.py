@@ -406,6 +406,10 @@ def test_a_driver_out_of_memory_is_recorded_with_what_to_change(
     )
     assert died.returncode == 1, died.stderr
     assert "Traceback" not in died.stderr, died.stderr
+    # A quiet start: the JVM's start-up notices are hidden, Spark's errors are not.
+    for notice in ("WARNING: Using incubator modules", "Setting default log level"):
+        assert notice not in died.stderr, died.stderr
+    assert "ERROR Executor: Exception in task" in died.stderr, died.stderr
     message = (
         f"job orders_swelling, partition {DAY}: Spark's driver died during the attempt: "
         "OutOfMemoryError: Java heap space"
