@@ -4,6 +4,13 @@ Each error here is caused for real, in the test session or in a run: a missing t
 a file whose checksum no longer matches, a truncated gzip file, a Python exception in
 a worker and in a job's transform. ``describe`` must give the condition, the message
 and the innermost cause, with the file or the job's own line, and no stack frame.
+
+Then the catalogue of what a night meets, each caused for real in a run: a landing
+folder deleted mid-run, a table from a newer Delta, another writer's commit during the
+write, the target deleted mid-run, a full disk (a 16 KiB tmpfs), an unreadable file the
+job quarantines whole, and a driver that runs out of memory (a child process). Each
+checks the one line ``status`` shows, the ledger's error class, and whether it was
+retried (transient) or not.
 """
 
 from __future__ import annotations
