@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import weakref
 from dataclasses import dataclass, replace
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
@@ -35,7 +36,7 @@ from framework.errors import (
 from framework.expectations import reasons
 from framework.failures import root_cause
 from framework.job import Job
-from framework.keys import KEY_COLUMN, ROW_HASH_COLUMN, with_key, with_row_hash
+from framework.keys import KEY_COLUMN, ROW_HASH_COLUMN, key_expr, row_hash_expr
 from framework.ledger import COMPLETE, PartitionState, utcnow
 from framework.quarantine import as_quarantine_rows, quarantine_table, write_quarantine
 from framework.sinks import PROCESSED_AT_COLUMN, RUN_ID_COLUMN, CommitTag, row_counts
@@ -106,6 +107,46 @@ def check_drift(job: Job, out: DataFrame, target_schema: StructType | None, part
     return out
 
 
+@dataclass(frozen=True)
+class _Staging:
+    """The columns :func:`stage` adds that depend on the job and the schema only."""
+
+    key: Column
+    row_hash: Column
+    quarantined: Column
+    dropped: Column
+    failing: Column
+    rank: Column
+
+
+# Building these columns takes hundreds of py4j round trips (every F.* call is one), and
+# a run stages many partitions of one schema: they are built once per job and schema,
+# for each session (a column refers to objects of its session's JVM).
+_STAGING: weakref.WeakKeyDictionary[object, dict[tuple, _Staging]] = weakref.WeakKeyDictionary()
+
+
+def _staging(job: Job, schema: StructType, session: SparkSession) -> _Staging:
+    memo = _STAGING.setdefault(session, {})
+    cache_key = (job.key, job.order_by, job.expectations, schema.json())
+    if cache_key not in memo:
+        names = [f.name for f in schema.fields]
+        payload = [c for c in names if not c.startswith("_") and c != ROW_HASH_COLUMN]
+        kept = F.col(REJECT_COLUMN).isNull() & F.col(DROP_COLUMN).isNull()
+        latest_first = [F.col(c).desc_nulls_last() for c in job.order_by]
+        window = Window.partitionBy(KEY_COLUMN, kept).orderBy(
+            *latest_first, F.col(ROW_HASH_COLUMN).desc()
+        )
+        memo[cache_key] = _Staging(
+            key=key_expr(schema, job.key),
+            row_hash=row_hash_expr(schema, payload),
+            quarantined=reasons(job.expectations, "quarantine"),
+            dropped=reasons(job.expectations, "drop"),
+            failing=reasons(job.expectations, "fail"),
+            rank=F.row_number().over(window),
+        )
+    return memo[cache_key]
+
+
 def stage(job: Job, out: DataFrame, partition: dt.date) -> DataFrame:
     """Flag rejected, dropped and failing rows; key, hash and rank duplicates by key."""
     missing = [c for c in (*job.key, job.partition_column, *job.order_by) if c not in out.columns]
@@ -123,23 +164,14 @@ def stage(job: Job, out: DataFrame, partition: dt.date) -> DataFrame:
             F.lit(f" is outside partition {partition}"),
         ),
     )
-    quarantined = reasons(job.expectations, "quarantine")
-    reject = F.coalesce(outside, quarantined)
-    kept = F.col(REJECT_COLUMN).isNull() & F.col(DROP_COLUMN).isNull()
-    latest_first = [F.col(c).desc_nulls_last() for c in job.order_by]
-    window = Window.partitionBy(KEY_COLUMN, kept).orderBy(
-        *latest_first, F.col(ROW_HASH_COLUMN).desc()
-    )
+    columns = _staging(job, out.schema, out.sparkSession)
+    keyed = out.withColumn(KEY_COLUMN, columns.key)
     return (
-        out.transform(with_key(job.key))
-        .transform(with_row_hash())
-        .withColumn(REJECT_COLUMN, reject)
-        .withColumn(
-            DROP_COLUMN,
-            F.when(F.col(REJECT_COLUMN).isNull(), reasons(job.expectations, "drop")),
-        )
-        .withColumn(FAIL_COLUMN, reasons(job.expectations, "fail"))
-        .withColumn(RANK_COLUMN, F.row_number().over(window))
+        keyed.withColumn(ROW_HASH_COLUMN, columns.row_hash)
+        .withColumn(REJECT_COLUMN, F.coalesce(outside, columns.quarantined))
+        .withColumn(DROP_COLUMN, F.when(F.col(REJECT_COLUMN).isNull(), columns.dropped))
+        .withColumn(FAIL_COLUMN, columns.failing)
+        .withColumn(RANK_COLUMN, columns.rank)
     )
 
 
