@@ -347,25 +347,26 @@ HISTORY_FOLDER = "_ninelives/run_history"
 FIRST_COMMIT_POINTS = [
     f"log_folder_made@{LEDGER_FOLDER}",
     f"commit_staged@{TARGET_FOLDER}#0",
-    f"commit_staged@{QUARANTINE_FOLDER}#0",
     f"commit_staged@{HISTORY_FOLDER}#0",
 ]
+QUARANTINE_FIRST_COMMIT = f"commit_staged@{QUARANTINE_FOLDER}#0"
 
 
-def test_an_empty_log_folder_left_by_a_kill_does_not_wedge_the_rerun(
-    spark, tmp_path, landing, reference
-) -> None:
-    """Issue 13's reproduction: D1's target committed, then an empty quarantine
-    ``_delta_log/``, as a kill inside the quarantine's first commit leaves it."""
-    lake = new_lake(tmp_path, landing)
-    expect_exit(run_child(lake, [D1], crash_at=f"after_target_commit@{D1}"), KILLED)
-    quarantine = lake.root / QUARANTINE_FOLDER
-    assert not quarantine.exists(), sorted(files_under(quarantine))
-    (quarantine / "_delta_log").mkdir(parents=True)
+def killed_inside_first_commit(lake: Lake, crash_at: str) -> Path:
+    """Run D1 on ``lake`` (fresh) until the kill inside a table's first commit; return
+    that table's folder, which is there and holds no commit."""
+    expect_exit(run_child(lake, [D1], crash_at=crash_at), KILLED)
+    table = lake.root / crash_at.partition("@")[2].partition("#")[0]
+    assert table.is_dir() and not log_versions(table), (crash_at, sorted(files_under(table)))
+    return table
 
-    rerun(spark, lake, [D1])
-    rerun(spark, lake, [D1])  # and again: nothing left to do, nothing fails
+
+def assert_rerun_recovers(spark: SparkSession, lake: Lake, reference: Reference) -> None:
+    """A rerun of D1 equals an uninterrupted run and is the history's only run."""
+    history = RunHistory.of(spark, lake.lakehouse)
+    report = rerun(spark, lake, [D1], observers=[HistoryObserver(history)])
     assert_recovered(spark, lake, reference.restricted([D1]))
+    assert [r.run_id for r in history.recent(JOB_NAME)] == [report.run_id]
 
 
 @pytest.mark.parametrize("crash_at", FIRST_COMMIT_POINTS)
@@ -373,16 +374,27 @@ def test_a_kill_inside_a_tables_first_commit_then_a_rerun_equals_an_uninterrupte
     spark, tmp_path, landing, reference, crash_at
 ) -> None:
     lake = new_lake(tmp_path, landing)
-    crashed = run_child(lake, [D1], crash_at=crash_at)
-    expect_exit(crashed, KILLED)
-    table = lake.root / crash_at.partition("@")[2].partition("#")[0]
-    # Killed where it says: the table's folder is there, and holds no commit.
-    assert table.is_dir() and not log_versions(table), (crash_at, sorted(files_under(table)))
+    killed_inside_first_commit(lake, crash_at)
+    assert_rerun_recovers(spark, lake, reference)
 
-    history = RunHistory.of(spark, lake.lakehouse)
-    report = rerun(spark, lake, [D1], observers=[HistoryObserver(history)])
-    assert_recovered(spark, lake, reference.restricted([D1]))
-    assert [r.run_id for r in history.recent(JOB_NAME)] == [report.run_id]
+
+def test_a_kill_inside_the_quarantines_first_commit_and_issue_13s_empty_log_folder(
+    spark, tmp_path, landing, reference
+) -> None:
+    """D1's target committed, then the kill inside the quarantine's first commit. A copy
+    of that lakehouse is issue 13's reproduction: its quarantine folder holds only an
+    empty ``_delta_log/``, as when the kill lands before the commit is staged. Both
+    reruns recover; before issue 13, every rerun of the copy failed DELTA_TABLE_NOT_FOUND."""
+    lake = new_lake(tmp_path / "staged", landing)
+    quarantine = killed_inside_first_commit(lake, QUARANTINE_FIRST_COMMIT)
+    reproduction = new_lake(tmp_path / "empty-log", landing, template=lake.root)
+    emptied = reproduction.root / quarantine.relative_to(lake.root)
+    shutil.rmtree(emptied)
+    (emptied / "_delta_log").mkdir(parents=True)
+
+    for each in (lake, reproduction):
+        assert_rerun_recovers(spark, each, reference)
+    rerun(spark, reproduction, [D1])  # and again: nothing left to do, nothing fails
 
 
 @pytest.mark.parametrize("event", ["checkpoint_staged", "last_checkpoint_staged"])
