@@ -40,6 +40,7 @@ from framework.runner import RunRequest, run_job
 from framework.sinks import MergeSink
 from framework.tables import Lakehouse
 from jobs.orders_daily import JOB as ORDERS
+from tests.crashkit import child_env
 
 
 def failure(action) -> BaseException:
@@ -408,8 +409,16 @@ def test_a_driver_out_of_memory_is_recorded_with_what_to_change(
     )
     argv = [sys.executable, "-m", "framework.cli", "run", "swelling:JOB", "--date", str(DAY)]
     argv += ["--lakehouse", sample_config.lakehouse.root, "--conf", str(conf)]
+    # The crash kit's light child JVM (its class-data archive, the C1 compiler only),
+    # for the run and for the process that records its death.
     died = subprocess.run(
-        argv, cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False
+        argv,
+        cwd=tmp_path,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert died.returncode == 1, died.stderr
     assert "Traceback" not in died.stderr, died.stderr

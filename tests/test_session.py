@@ -6,6 +6,7 @@ from pathlib import Path
 
 from framework.config import Config
 from framework.session import get_or_create_session
+from tests.crashkit import child_env
 
 
 def test_session_writes_and_reads_delta(spark, config: Config, lakehouse: Path) -> None:
@@ -16,10 +17,13 @@ def test_session_writes_and_reads_delta(spark, config: Config, lakehouse: Path) 
 
 
 def seed_command(lakehouse: Path, *flags: str) -> subprocess.CompletedProcess[str]:
-    """``ninelives seed`` of one small date, as a separate process with its own JVM."""
+    """``ninelives seed`` of one small date, as a separate process with its own (light,
+    :func:`tests.crashkit.child_env`) JVM."""
     argv = [sys.executable, "-m", "framework.cli", "seed", "--days", "1", "--rows-per-day", "5"]
     argv += ["--lakehouse", str(lakehouse), *flags]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        argv, env=child_env(), capture_output=True, text=True, timeout=300, check=False
+    )
 
 
 def test_verbose_shows_the_jvms_start_up_notices(tmp_path: Path) -> None:
