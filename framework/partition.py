@@ -121,7 +121,8 @@ class _Staging:
 
 # Building these columns takes hundreds of py4j round trips (every F.* call is one), and
 # a run stages many partitions of one schema: they are built once per job and schema,
-# for each session (a column refers to objects of its session's JVM).
+# for each session (a column refers to objects of its session's JVM). An expectation's
+# condition is thus called once per session, not once per partition.
 _STAGING: weakref.WeakKeyDictionary[object, dict[tuple, _Staging]] = weakref.WeakKeyDictionary()
 
 
@@ -165,9 +166,9 @@ def stage(job: Job, out: DataFrame, partition: dt.date) -> DataFrame:
         ),
     )
     columns = _staging(job, out.schema, out.sparkSession)
-    keyed = out.withColumn(KEY_COLUMN, columns.key)
     return (
-        keyed.withColumn(ROW_HASH_COLUMN, columns.row_hash)
+        out.withColumn(KEY_COLUMN, columns.key)
+        .withColumn(ROW_HASH_COLUMN, columns.row_hash)
         .withColumn(REJECT_COLUMN, F.coalesce(outside, columns.quarantined))
         .withColumn(DROP_COLUMN, F.when(F.col(REJECT_COLUMN).isNull(), columns.dropped))
         .withColumn(FAIL_COLUMN, columns.failing)
