@@ -30,6 +30,12 @@ from framework.tables import Lakehouse
 CORRUPT_COLUMN = "_corrupt_record"
 
 
+def _data_files(folder: Path) -> list[Path]:
+    """The files of a landing folder that hold data, in name order: not hidden (``.``)
+    and not a marker (``_SUCCESS``), as Spark's own listing leaves them out."""
+    return sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith((".", "_")))
+
+
 class Source(Protocol):
     """What the runner needs of a source."""
 
@@ -99,10 +105,9 @@ class JsonLinesSource:
         if not folder.is_dir():
             return None
         digest = hashlib.sha256()
-        for f in sorted(folder.iterdir()):
-            if f.is_file() and not f.name.startswith((".", "_")):
-                stat = f.stat()
-                digest.update(f"{f.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        for f in _data_files(folder):
+            stat = f.stat()
+            digest.update(f"{f.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
         return f"files:{digest.hexdigest()}"
 
     def read(
@@ -115,11 +120,7 @@ class JsonLinesSource:
     ) -> DataFrame:
         path = self.partition_path(lakehouse, partition)
         folder = Path(path)
-        files = (
-            sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith((".", "_")))
-            if folder.is_dir()
-            else []
-        )
+        files = _data_files(folder) if folder.is_dir() else []
         if skip:  # Spark names a local file file:///…, unescaped
             files = [f for f in files if f"file://{f.resolve()}" not in skip]
         if not files:
