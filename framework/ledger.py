@@ -15,10 +15,11 @@ partition stays queryable. The state of a partition is its newest row, by
                                ORDER BY attempt DESC, seq DESC, recorded_at DESC) = 1
 
 A ``running`` row is also the partition's lease: owner ``run_id``, ``host``, ``pid`` and
-``lease_expires_at``. Claims are a compare-and-swap (:meth:`Ledger.claim`): a MERGE
-that inserts the claim only if nothing was recorded for the partition since the
-claimant read it. Concurrent claims conflict in Delta (or wait on the local write lock),
-so exactly one of two runners gets each partition.
+``lease_expires_at``. Claims are a compare-and-swap (:meth:`Ledger.claim`): the claim
+is recorded only if nothing was recorded for the partition since the claimant read it.
+On a local ledger the compare is a read under the ledger's write lock, which every
+writer takes, and the swap a blind append; elsewhere it is one MERGE, and concurrent
+claims conflict in Delta. Either way exactly one of two runners gets each partition.
 
 Example::
 
@@ -45,7 +46,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from framework.locks import write_lock
+from framework.locks import needs_lock, write_lock
 from framework.tables import TableRef
 
 PENDING, RUNNING, COMPLETE, FAILED = "pending", "running", "complete", "failed"
@@ -221,6 +222,29 @@ class Ledger:
         if not claims:
             return {}
         self.ensure()
+        job = next(iter(claims.values()))[0].job
+        if needs_lock(self.ref):
+            return self._claim_under_lock(job, claims)
+        return self._claim_by_merge(job, claims)
+
+    def _claim_under_lock(
+        self, job: str, claims: Mapping[dt.date, tuple[PartitionState, PartitionState | None]]
+    ) -> dict[dt.date, PartitionState]:
+        """The compare-and-swap on a local ledger: every writer of it holds its write lock
+        (:mod:`framework.locks`), so nothing is recorded between this read and the
+        append. One read and one blind append: a MERGE would cost the same read, a join
+        and a commit, and it is the heaviest code a run that writes only new partitions
+        would load into its JVM."""
+        with write_lock(self.ref):
+            newest = self.states(job)[job]
+            won = [new for p, (new, seen) in claims.items() if not _newer(newest.get(p), seen)]
+            return {state.partition: state for state in self.record(won)}
+
+    def _claim_by_merge(
+        self, job: str, claims: Mapping[dt.date, tuple[PartitionState, PartitionState | None]]
+    ) -> dict[dt.date, PartitionState]:
+        """The compare-and-swap where Delta arbitrates commits (Unity Catalog, cloud
+        storage): a MERGE that inserts a claim only if no newer row matches it."""
         now = utcnow()
         rows = []
         for new, seen in claims.values():
@@ -251,7 +275,6 @@ class Ledger:
                 & (c("l.recorded_at") > c("c._seen_at"))
             )
         )
-        job = next(iter(claims.values()))[0].job
         on = (
             (c("l.job") == F.lit(job))
             & (c("l.job") == c("c.job"))
@@ -274,6 +297,26 @@ class Ledger:
             for p, (new, _) in claims.items()
             if p in newest and newest[p].run_id == new.run_id and newest[p].attempt == new.attempt
         }
+
+
+def _order(state: PartitionState) -> tuple[int, int, int]:
+    """A state's place in its partition's history: (attempt, seq, recorded_at in µs)."""
+    assert state.recorded_at is not None
+    at = state.recorded_at
+    if at.tzinfo is None:  # as Spark returns it: the local wall clock
+        at = at.astimezone()
+    return state.attempt, state.seq, (at - _EPOCH) // dt.timedelta(microseconds=1)
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def _newer(current: PartitionState | None, seen: PartitionState | None) -> bool:
+    """Whether the ledger recorded something for the partition after ``seen``, the newest
+    state the claimant read (None: it read nothing for the partition)."""
+    if current is None:
+        return False
+    return seen is None or _order(current) > _order(seen)
 
 
 def _to_row(state: PartitionState, now: dt.datetime) -> tuple[object, ...]:

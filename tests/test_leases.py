@@ -62,18 +62,30 @@ def live_process():
     proc.wait()
 
 
-def test_a_claim_based_on_a_stale_read_loses(spark, config) -> None:
+@pytest.mark.parametrize("how", ["under_lock", "by_merge"])
+def test_a_claim_based_on_a_stale_read_loses(spark, config, how) -> None:
+    """Both compare-and-swaps: a local ledger's (read under the write lock, append) and
+    the MERGE that storage arbitrating its own commits gets."""
     ledger = ledger_of(config)
+    ledger.ensure()
+
+    def claim(new: PartitionState, seen: PartitionState | None) -> set[dt.date]:
+        return set(getattr(ledger, f"_claim_{how}")(ORDERS.name, {new.partition: (new, seen)}))
+
     first = running(D1, 1, run_id="a")
-    assert set(ledger.claim({D1: (first, None)})) == {D1}
+    assert claim(first, None) == {D1}
     # A second runner that read the ledger before the first claim landed:
-    second = running(D1, 2, run_id="b")
-    assert ledger.claim({D1: (second, None)}) == {}
+    assert claim(running(D1, 2, run_id="b"), None) == set()
     assert ledger.states(ORDERS.name)[ORDERS.name][D1].run_id == "a"
-    # With the current state as its read, a claim for the next attempt wins.
+    # With the current state as its read, a claim for the next attempt wins; with the
+    # state it just recorded (a retry's read), too.
     current = ledger.states(ORDERS.name)[ORDERS.name][D1]
-    third = running(D1, 3, run_id="c", attempt=2)
-    assert set(ledger.claim({D1: (third, current)})) == {D1}
+    assert claim(running(D1, 3, run_id="c", attempt=2), current) == {D1}
+    [failed] = ledger.record(running(D1, 3, run_id="c", attempt=2).advance(FAILED))
+    assert claim(running(D1, 3, run_id="c", attempt=3), failed) == {D1}
+    # A read older than that loses.
+    assert claim(running(D1, 4, run_id="d", attempt=3), current) == set()
+    assert ledger.states(ORDERS.name)[ORDERS.name][D1].run_id == "c"
 
 
 def test_a_live_lease_is_not_taken_then_a_dead_owner_is(spark, sample_config, live_process):
