@@ -72,11 +72,11 @@ soak: setup $(CRASHFS) $(CDS)
 	$(BIN)/pytest -m soak
 
 # The classes a crash test's child JVM loads, dumped once by a normal child run and
-# mapped by every child (class-data sharing; tests/jvm_archive.py). Without it children
-# only start slower.
+# mapped by every child (class-data sharing; tests/jvm_archive.py). It is built in the
+# background while the first tests run (its output: .cache/cds/build.log); a child that
+# starts before it exists waits for it, and without it children only start slower.
 $(CDS): $(BIN)/.installed $(JARS)/.resolved $(CRASHFS) tests/jvm_archive.py
-	@$(BIN)/python -m tests.jvm_archive $@ \
-	  || echo "ninelives: no class-data-sharing archive for child JVMs; they start without one" >&2
+	@$(BIN)/python -m tests.jvm_archive --background $@
 
 # The crash kit's file system with crash points inside Delta's own commits and
 # checkpoints (tests/jvm), compiled against the Hadoop that pyspark ships.

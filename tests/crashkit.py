@@ -71,6 +71,25 @@ CHILD_JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 # The classes a child JVM loads, archived once by `make test` (tests/jvm_archive.py);
 # used when present, with the child Java options.
 CDS_ARCHIVE = Path(os.environ.get("NINELIVES_CDS_ARCHIVE") or REPO / ".cache/cds/child.jsa")
+ARCHIVE_WAIT = 300.0  # seconds a child waits for an archive that is being built
+
+
+def archive_builder(archive: Path) -> Path:
+    """The file that holds the pid of the process building ``archive``, while it does."""
+    return archive.with_name(archive.name + ".building")
+
+
+def wait_for_archive(archive: Path, timeout: float = ARCHIVE_WAIT) -> None:
+    """Return once ``archive`` exists or nobody is building it any more: ``make test``
+    builds it in the background while the first tests, which start no child, run."""
+    builder = archive_builder(archive)
+    deadline = time.monotonic() + timeout
+    while not archive.is_file() and time.monotonic() < deadline:
+        try:
+            os.kill(int(builder.read_text()), 0)
+        except (OSError, ValueError):  # no builder, or it died: children go without
+            return
+        time.sleep(0.5)
 
 # Crash points inside Delta's own writes (a table's first commit, a checkpoint), which no
 # Python code can reach: a local file system that kills the group at the named instant,
@@ -177,6 +196,8 @@ def child_env(crash_at: str | None = None, archive: Path | None = CDS_ARCHIVE) -
     env["SPARK_LOCAL_IP"] = "127.0.0.1"
     env["PYSPARK_PYTHON"] = sys.executable
     java_options = os.environ.get("NINELIVES_CHILD_JAVA_OPTIONS", CHILD_JAVA_OPTIONS)
+    if java_options and archive is not None:
+        wait_for_archive(archive)
     if java_options and archive is not None and archive.is_file():
         # An archive of other jars or another JDK is skipped; without the log switches
         # the JVM would say so on stderr, which tests read.

@@ -5,9 +5,11 @@ seconds of CPU loading and verifying the same Spark and Delta classes. One norma
 run with ``-XX:ArchiveClassesAtExit`` dumps them into a dynamic CDS archive;
 :func:`tests.crashkit.child_env` then maps it into every child
 (``-XX:SharedArchiveFile``). ``make test`` builds it once (``.cache/cds/``, rebuilt when
-the jars or the venv change)::
+the jars or the venv change), in the background, while the tests that start no child
+run; a child that starts before it is there waits for it
+(:func:`tests.crashkit.wait_for_archive`)::
 
-    python -m tests.jvm_archive .cache/cds/child.jsa
+    python -m tests.jvm_archive [--background] .cache/cds/child.jsa
 
 An archive that does not match the JVM (another JDK, other jars) is skipped by the JVM,
 which then loads classes the usual way (its warning is switched off): it changes how
@@ -26,7 +28,7 @@ import tempfile
 from pathlib import Path
 
 from jobs.landing import ORDERS_FOLDER
-from tests.crashkit import REPO, child_env, write_conf
+from tests.crashkit import REPO, archive_builder, child_env, write_conf
 
 DAYS = (dt.date(2024, 1, 1), dt.date(2024, 1, 2))
 
@@ -77,7 +79,47 @@ def build(archive: Path) -> None:
         os.replace(partial, archive)
 
 
+def build_in_background(archive: Path) -> None:
+    """Start a detached build of ``archive``, unless one is under way; its output goes to
+    ``build.log`` beside it. The builder's pid is in :func:`archive_builder`'s file,
+    which the builder removes when it ends."""
+    builder = archive_builder(archive)
+    try:
+        os.kill(int(builder.read_text()), 0)
+        return  # still building
+    except (OSError, ValueError):
+        pass
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with open(archive.with_name("build.log"), "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.jvm_archive", str(archive)],
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    builder.write_text(str(proc.pid))
+
+
+def main(args: list[str]) -> None:
+    if args[:1] == ["--background"] and len(args) == 2:
+        return build_in_background(Path(args[1]))
+    if len(args) != 1:
+        sys.exit("usage: python -m tests.jvm_archive [--background] ARCHIVE")
+    archive = Path(args[0])
+    try:
+        build(archive)
+    except Exception as error:
+        sys.exit(
+            f"ninelives: no class-data-sharing archive for child JVMs ({error}); "
+            "they start without one"
+        )
+    finally:
+        builder = archive_builder(archive)
+        if builder.is_file() and builder.read_text().strip() == str(os.getpid()):
+            builder.unlink()
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m tests.jvm_archive ARCHIVE")
-    build(Path(sys.argv[1]))
+    main(sys.argv[1:])
