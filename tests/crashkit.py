@@ -79,17 +79,23 @@ def archive_builder(archive: Path) -> Path:
     return archive.with_name(archive.name + ".building")
 
 
+def archive_building(archive: Path) -> bool:
+    """Whether a live process is building ``archive``."""
+    try:
+        os.kill(int(archive_builder(archive).read_text()), 0)
+    except (OSError, ValueError):  # no builder, or it died
+        return False
+    return True
+
+
 def wait_for_archive(archive: Path, timeout: float = ARCHIVE_WAIT) -> None:
-    """Return once ``archive`` exists or nobody is building it any more: ``make test``
-    builds it in the background while the first tests, which start no child, run."""
-    builder = archive_builder(archive)
+    """Return once ``archive`` exists or nobody is building it any more (children then
+    go without): ``make test`` builds it in the background while the first tests, which
+    start no child, run."""
     deadline = time.monotonic() + timeout
-    while not archive.is_file() and time.monotonic() < deadline:
-        try:
-            os.kill(int(builder.read_text()), 0)
-        except (OSError, ValueError):  # no builder, or it died: children go without
-            return
+    while not archive.is_file() and archive_building(archive) and time.monotonic() < deadline:
         time.sleep(0.5)
+
 
 # Crash points inside Delta's own writes (a table's first commit, a checkpoint), which no
 # Python code can reach: a local file system that kills the group at the named instant,

@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 
 from jobs.landing import ORDERS_FOLDER
-from tests.crashkit import REPO, archive_builder, child_env, write_conf
+from tests.crashkit import REPO, archive_builder, archive_building, child_env, write_conf
 
 DAYS = (dt.date(2024, 1, 1), dt.date(2024, 1, 2))
 
@@ -83,12 +83,8 @@ def build_in_background(archive: Path) -> None:
     """Start a detached build of ``archive``, unless one is under way; its output goes to
     ``build.log`` beside it. The builder's pid is in :func:`archive_builder`'s file,
     which the builder removes when it ends."""
-    builder = archive_builder(archive)
-    try:
-        os.kill(int(builder.read_text()), 0)
-        return  # still building
-    except (OSError, ValueError):
-        pass
+    if archive_building(archive):
+        return
     archive.parent.mkdir(parents=True, exist_ok=True)
     with open(archive.with_name("build.log"), "wb") as log:
         proc = subprocess.Popen(
@@ -99,7 +95,7 @@ def build_in_background(archive: Path) -> None:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    builder.write_text(str(proc.pid))
+    archive_builder(archive).write_text(str(proc.pid))
 
 
 def main(args: list[str]) -> None:
