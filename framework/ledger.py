@@ -138,7 +138,8 @@ class PartitionState:
 
 
 class Ledger:
-    """Reads and appends partition states. Every method is one Spark job at most."""
+    """Reads and appends partition states: a read or an append is one Spark job, a claim
+    both."""
 
     reads = 0
     """How many times any ledger was read in this process (diagnostics and tests: a

@@ -34,6 +34,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -95,6 +96,11 @@ def wait_for_archive(archive: Path, timeout: float = ARCHIVE_WAIT) -> None:
     deadline = time.monotonic() + timeout
     while not archive.is_file() and archive_building(archive) and time.monotonic() < deadline:
         time.sleep(0.5)
+    log = archive.with_name("build.log")
+    if not archive.is_file() and log.is_file() and log.stat().st_size:
+        # The build failed in the background: say so once in pytest's warnings summary.
+        last = log.read_text(errors="replace").strip().splitlines()[-1]
+        warnings.warn(f"child JVMs start without {archive.name} ({log}: {last})", stacklevel=2)
 
 
 # Crash points inside Delta's own writes (a table's first commit, a checkpoint), which no
