@@ -27,7 +27,7 @@ from typing import NoReturn
 from rich.console import Console
 from rich.table import Table
 
-from framework.config import Config, load_config
+from framework.config import Config, load_config, parse_size
 from framework.errors import DriverDiedError, NinelivesError, UsageError
 from framework.failures import describe
 from framework.leases import held_message
@@ -68,6 +68,13 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,7 +129,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-parallel",
         type=_positive,
         default=1,
-        help="partitions processed at once in this Spark application (default 1)",
+        help="work units processed at once in this Spark application (default 1)",
+    )
+    run.add_argument(
+        "--unit-size",
+        type=_size,
+        help="a work unit's input at most, e.g. 512MB or 2GB (default: run.unit_size, 1GB)",
+    )
+    run.add_argument(
+        "--max-partitions-per-unit",
+        type=_positive,
+        help="a work unit's dates at most; 1 processes each date alone "
+        "(default: run.max_partitions_per_unit, 31)",
     )
     run.add_argument(
         "--include-stale",
@@ -252,6 +270,8 @@ def _cmd_run(args: argparse.Namespace, config: Config, console: Console) -> int:
         until=until,
         include_stale=args.include_stale or config.run.include_stale,
         max_parallel=args.max_parallel,
+        unit_bytes=args.unit_size or config.run.unit_bytes,
+        unit_partitions=args.max_partitions_per_unit or config.run.max_partitions_per_unit,
         force=args.force,
         dry_run=args.dry_run,
         fail_fast=args.fail_fast or config.run.fail_fast,

@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -68,6 +69,31 @@ class RunConfig:
     """How long a partition's lease lasts without renewal; renewed every third of it."""
     include_stale: bool = False
     """Every run also reprocesses complete partitions whose input changed (late data)."""
+    unit_size: str = "1GB"
+    """A work unit's input at most: consecutive dates are processed in one Spark pass
+    and one commit per table up to this many bytes of source files (``512MB``, ``2GB``)."""
+    max_partitions_per_unit: int = 31
+    """A work unit's dates at most (1: every date is a unit of its own)."""
+
+    @property
+    def unit_bytes(self) -> int:
+        return parse_size(self.unit_size)
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?B?)\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """Bytes of a size such as ``512MB``, ``2GB`` or ``1048576`` (binary multiples)."""
+    found = _SIZE.match(str(text))
+    if not found:
+        raise ValueError(f"not a size: {text!r} (e.g. 512MB, 2GB)")
+    number, unit = found.groups()
+    size = int(float(number) * _UNITS[unit.upper().rstrip("B")])
+    if size < 1:
+        raise ValueError(f"not a size: {text!r} (must be at least 1 byte)")
+    return size
 
 
 @dataclass(frozen=True)
@@ -147,6 +173,12 @@ def config_from_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> C
             )
     if config.run.lease_seconds < 3:
         raise ConfigError(f"config key 'run.lease_seconds' in {source} must be >= 3")
+    try:
+        parse_size(config.run.unit_size)
+    except ValueError as e:
+        raise ConfigError(f"config key 'run.unit_size' in {source}: {e}") from None
+    if config.run.max_partitions_per_unit < 1:
+        raise ConfigError(f"config key 'run.max_partitions_per_unit' in {source} must be >= 1")
     return config
 
 

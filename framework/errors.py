@@ -73,7 +73,13 @@ class DriverDiedError(NinelivesError):
 
 
 class FencedError(PartitionError):
-    """Delta skipped our commit: a newer attempt of the partition committed first."""
+    """Delta skipped our commit: a unit of the job with a number at least as high
+    committed first. ``newest_unit`` is the highest the table's log holds; a unit whose
+    partitions no newer attempt holds is claimed again above it."""
+
+    def __init__(self, message: str, newest_unit: int = 0) -> None:
+        super().__init__(message)
+        self.newest_unit = newest_unit
 
 
 class AccountingError(PartitionError):

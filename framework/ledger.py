@@ -17,6 +17,8 @@ partition stays queryable. The state of a partition is its newest row, by
 A ``running`` row is also the partition's lease: owner ``run_id``, ``host``, ``pid`` and
 ``lease_expires_at``. Claims are a compare-and-swap (:meth:`Ledger.claim`): the claim
 is recorded only if nothing was recorded for the partition since the claimant read it.
+A claim also numbers the work units it claims: ``unit`` is above every unit number the
+job's partitions hold, so a newer attempt's unit always outnumbers an older one's.
 On a local ledger the compare is a read under the ledger's write lock, which every
 writer takes, and the swap a blind append; elsewhere it is one MERGE, and concurrent
 claims conflict in Delta. Either way exactly one of two runners gets each partition.
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
@@ -77,6 +79,7 @@ LEDGER_SCHEMA = StructType(
         StructField("run_id", StringType(), False),
         StructField("host", StringType(), True),
         StructField("pid", IntegerType(), True),
+        StructField("unit", LongType(), True),
         *(StructField(name, LongType(), True) for name in COUNT_FIELDS),
         StructField("target_version", LongType(), True),
         StructField("error_class", StringType(), True),
@@ -107,6 +110,9 @@ class PartitionState:
     run_id: str
     host: str | None = None
     pid: int | None = None
+    unit: int | None = None
+    """The work unit the attempt was claimed in: its sequence number, the target commit's
+    transaction version (:mod:`framework.sinks`)."""
     rows_read: int | None = None
     rows_written: int | None = None
     rows_inserted: int | None = None
@@ -203,7 +209,8 @@ class Ledger:
         items = [s if s.recorded_at else dataclasses.replace(s, recorded_at=now) for s in items]
         rows = [_to_row(s, now) for s in items]
         df = self.spark.createDataFrame(rows, LEDGER_SCHEMA)
-        writer = df.write.format("delta").mode("append")
+        # mergeSchema: a ledger written before a column was added takes the new column.
+        writer = df.write.format("delta").mode("append").option("mergeSchema", "true")
         with write_lock(self.ref):
             if self.ref.path is not None:
                 writer.save(self.ref.path)
@@ -212,25 +219,35 @@ class Ledger:
         return items
 
     def claim(
-        self, claims: Mapping[dt.date, tuple[PartitionState, PartitionState | None]]
-    ) -> dict[dt.date, PartitionState]:
-        """Record ``running`` claims atomically; return the ones that were won.
+        self,
+        units: Sequence[Mapping[dt.date, tuple[PartitionState, PartitionState | None]]],
+        *,
+        above: int = 0,
+    ) -> list[dict[dt.date, PartitionState]]:
+        """Record ``running`` claims atomically; return, per unit, the claims that were won.
 
-        ``claims`` maps a partition to (the running state to record, the newest state
-        the claimant read, or None). A claim is inserted only if the partition has no
-        row newer than that read, so a claim based on a stale read loses.
+        Each unit maps a partition to (the running state to record, the newest state the
+        claimant read, or None). A claim is inserted only if the partition has no row
+        newer than that read, so a claim based on a stale read loses. The won claims of
+        each unit get the unit's number, the next above every one the job holds and
+        above ``above`` (the newest unit number a table's log holds for the job, once a
+        commit was skipped as older: the ledger may have been lost or rebuilt).
         """
+        claims = [c for unit in units for c in unit.values()]
         if not claims:
-            return {}
+            return [{} for _ in units]
         self.ensure()
-        job = next(iter(claims.values()))[0].job
+        job = claims[0][0].job
         if needs_lock(self.ref):
-            return self._claim_under_lock(job, claims)
-        return self._claim_by_merge(job, claims)
+            return self._claim_under_lock(job, units, above)
+        return self._claim_by_merge(job, units, above)
 
     def _claim_under_lock(
-        self, job: str, claims: Mapping[dt.date, tuple[PartitionState, PartitionState | None]]
-    ) -> dict[dt.date, PartitionState]:
+        self,
+        job: str,
+        units: Sequence[Mapping[dt.date, tuple[PartitionState, PartitionState | None]]],
+        above: int = 0,
+    ) -> list[dict[dt.date, PartitionState]]:
         """The compare-and-swap on a local ledger: every writer of it holds its write lock
         (:mod:`framework.locks`), so nothing is recorded between this read and the
         append. One read and one blind append: a MERGE would cost the same read, a join
@@ -238,17 +255,33 @@ class Ledger:
         would load into its JVM."""
         with write_lock(self.ref):
             newest = self.states(job)[job]
-            won = [new for p, (new, seen) in claims.items() if not _newer(newest.get(p), seen)]
-            return {state.partition: state for state in self.record(won)}
+            numbered = _numbered(units, newest, above)
+            won = [
+                new
+                for unit in numbered
+                for p, (new, seen) in unit.items()
+                if not _newer(newest.get(p), seen)
+            ]
+            recorded = {state.partition: state for state in self.record(won)}
+            return [{p: recorded[p] for p in unit if p in recorded} for unit in numbered]
 
     def _claim_by_merge(
-        self, job: str, claims: Mapping[dt.date, tuple[PartitionState, PartitionState | None]]
-    ) -> dict[dt.date, PartitionState]:
+        self,
+        job: str,
+        units: Sequence[Mapping[dt.date, tuple[PartitionState, PartitionState | None]]],
+        above: int = 0,
+    ) -> list[dict[dt.date, PartitionState]]:
         """The compare-and-swap where Delta arbitrates commits (Unity Catalog, cloud
-        storage): a MERGE that inserts a claim only if no newer row matches it."""
+        storage): a MERGE that inserts a claim only if no newer row matches it.
+
+        Two runners that claim at once can number their units alike; the second one's
+        target commit is then skipped by Delta as already seen, and that runner claims
+        its partitions again under a new number (:class:`~framework.errors.FencedError`).
+        """
         now = utcnow()
+        numbered = _numbered(units, self.states(job)[job], above)
         rows = []
-        for new, seen in claims.values():
+        for new, seen in (c for unit in numbered for c in unit.values()):
             row = dict(zip(LEDGER_SCHEMA.fieldNames(), _to_row(new, now), strict=True))
             row["_seen_attempt"] = seen.attempt if seen else None
             row["_seen_seq"] = seen.seq if seen else None
@@ -293,11 +326,34 @@ class Ledger:
                 .execute()
             )
         newest = self.states(job)[job]
-        return {
-            p: newest[p]
-            for p, (new, _) in claims.items()
-            if p in newest and newest[p].run_id == new.run_id and newest[p].attempt == new.attempt
-        }
+        return [
+            {
+                p: newest[p]
+                for p, (new, _) in unit.items()
+                if p in newest
+                and newest[p].run_id == new.run_id
+                and newest[p].attempt == new.attempt
+            }
+            for unit in numbered
+        ]
+
+
+def _numbered(
+    units: Sequence[Mapping[dt.date, tuple[PartitionState, PartitionState | None]]],
+    newest: Mapping[dt.date, PartitionState],
+    above: int = 0,
+) -> list[dict[dt.date, tuple[PartitionState, PartitionState | None]]]:
+    """The claims with their units' numbers: the next ones above ``above`` and every
+    number in ``newest``.
+
+    A partition's newest row holds the highest unit number it was ever claimed in (later
+    claims only add higher ones), so the maximum over the newest rows is the maximum
+    over the job's whole history."""
+    base = max([above, *(s.unit or 0 for s in newest.values())])
+    return [
+        {p: (dataclasses.replace(new, unit=base + i), seen) for p, (new, seen) in unit.items()}
+        for i, unit in enumerate(units, start=1)
+    ]
 
 
 def _order(state: PartitionState) -> tuple[int, int, int]:

@@ -85,6 +85,8 @@ def run_from_widgets(spark: SparkSession, widgets: Widgets) -> RunReport:
         force=mode == "force",
         only_failed=mode == "only-failed",
         lease_seconds=config.run.lease_seconds,
+        unit_bytes=config.run.unit_bytes,
+        unit_partitions=config.run.max_partitions_per_unit,
     )
     return run_job(spark, Lakehouse(config.lakehouse), job, request)
 

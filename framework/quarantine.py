@@ -1,11 +1,12 @@
 """The quarantine: every rejected source record, with the reason and the run that rejected it.
 
 Each job has its own quarantine table, ``<framework schema>.quarantine_<job>``,
-partitioned by ``partition``. A partition's rejects are written with the same
-``replaceWhere`` + transaction id as a target, so a rerun replaces that partition's
-quarantine rows and never appends them twice. The first attempt at a partition (no
-earlier attempt can have quarantined anything for it) appends them instead, with the
-same transaction id and tag: same rows, one commit, without a scan for rows to replace.
+partitioned by ``partition``. A unit's rejects are written in one commit with the same
+``replaceWhere`` + transaction id as a target, so a rerun replaces its partitions'
+quarantine rows and never appends them twice. When every partition written is at its
+first attempt (no earlier attempt can have quarantined anything for it) the rejects are
+appended instead, with the same transaction id and tag: same rows, one commit, without
+a scan for rows to replace.
 
 Example::
 
@@ -26,7 +27,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from framework.sinks import CommitResult, CommitTag, ReplaceSink, _tagged_save, ensure_table
+from framework.sinks import CommitResult, CommitTag, append_partitions, replace_partitions
 from framework.tables import Lakehouse, TableRef
 
 QUARANTINE_SCHEMA = StructType(
@@ -46,15 +47,19 @@ def quarantine_table(lakehouse: Lakehouse, job: str) -> TableRef:
     return lakehouse.framework_table(f"quarantine_{job}")
 
 
-def as_quarantine_rows(df: DataFrame, raw: Column, reason: Column, tag: CommitTag) -> DataFrame:
-    """Shape rejected rows of any schema into :data:`QUARANTINE_SCHEMA`."""
+def as_quarantine_rows(
+    df: DataFrame, raw: Column, reason: Column, partition: Column, tag: CommitTag
+) -> DataFrame:
+    """Shape rejected rows of any schema into :data:`QUARANTINE_SCHEMA`; ``partition``
+    says which of the unit's partitions a row was read for."""
+    attempts = F.create_map(*(F.lit(x) for p, a in sorted(tag.attempts.items()) for x in (p, a)))
     return df.select(
-        F.lit(tag.partition).alias("partition"),
+        partition.alias("partition"),
         raw.cast("string").alias("raw"),
         reason.cast("string").alias("reason"),
         F.lit(tag.job).alias("job"),
         F.lit(tag.run_id).alias("run_id"),
-        F.lit(tag.attempt).cast("int").alias("attempt"),
+        attempts[partition].cast("int").alias("attempt"),
         F.current_timestamp().alias("quarantined_at"),
     )
 
@@ -62,14 +67,13 @@ def as_quarantine_rows(df: DataFrame, raw: Column, reason: Column, tag: CommitTa
 def write_quarantine(
     spark: SparkSession, ref: TableRef, rejects: DataFrame, tag: CommitTag, *, first: bool = False
 ) -> CommitResult:
-    """Replace the partition's quarantine rows with ``rejects`` in one tagged commit.
+    """Replace the quarantine rows of ``tag``'s partitions with ``rejects`` in one commit.
 
-    ``first``: this is the first attempt ever at the partition (the ledger had no state
-    for it when it was claimed), so the quarantine holds no rows of it and a tagged
+    ``first``: every one of them is at its first attempt ever (the ledger had no state
+    for it when it was claimed), so the quarantine holds no rows of them and a tagged
     append does the same as the replace. A zombie's later append is fenced off by the
     transaction id like any write.
     """
     if first:
-        ensure_table(spark, ref, rejects, "partition")
-        return _tagged_save(spark, ref, rejects.write.mode("append"), tag)
-    return ReplaceSink(ref.name).write(spark, ref, rejects, "partition", tag)
+        return append_partitions(spark, ref, rejects, "partition", tag)
+    return replace_partitions(spark, ref, rejects, "partition", tag)

@@ -48,8 +48,9 @@ _HINTS = {
         "recomputes the partition; if it fails again, report it as a bug with this message"
     ),
     "FencedError": (
-        "a newer attempt committed first and this attempt's result was discarded; "
-        "a rerun skips the partition if that attempt completed"
+        "a newer unit of the job committed first and this attempt's result was discarded; "
+        "the run claims the partition again unless a newer attempt holds it, and a rerun "
+        "skips it if that attempt completed"
     ),
     "AbandonedAttempt": (
         "the runner died (kill, out of memory, lost node) before its writes all reached "
@@ -63,7 +64,8 @@ _HINTS = {
     "OutOfMemoryError": (
         "Spark's driver ran out of memory and died. The same command with the same settings "
         "dies the same way: raise [spark] driver_memory in the config (spark-submit: "
-        "--driver-memory), or give the job fewer rows per partition, then rerun"
+        "--driver-memory), or run smaller units (--unit-size) or give the job fewer rows per "
+        "partition, then rerun"
     ),
     "DriverDied": (
         "Spark's driver JVM exited mid-attempt, most often killed by the system for memory: "

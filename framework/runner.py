@@ -1,15 +1,20 @@
 """Plan, then process: the run of one job over a set of date partitions.
 
 A run reads the ledger once, plans ``requested - complete`` (everything requested with
-``force``), and processes each planned partition::
+``force``), packs the planned partitions into work units (consecutive dates, up to the
+request's ``unit_bytes`` of input and ``unit_partitions`` dates), and processes each unit::
 
-    claim (lease) -> process_partition (framework.partition) -> complete | failed
+    claim (leases, unit number) -> process_unit (framework.unit) -> complete | failed
 
-Any error marks the partition ``failed`` with its error class and message; transient
-ones (Delta write conflicts, I/O errors) are retried as new attempts with exponential
-backoff and jitter, up to the job's ``max_attempts``. The other partitions go on unless
-``fail_fast``. A rerun when everything is complete reads only
-the ledger: no Spark job touches source or target data.
+A unit is one Spark pass and one commit per table, and each of its partitions keeps its
+own state, counts and error. A partition that fails before the write fails alone. A unit
+that fails as a whole is retried as a new unit when the error is transient (Delta write
+conflicts, I/O errors; exponential backoff and jitter, up to the job's
+``max_attempts``), claimed again under a newer number when Delta skipped its commit for
+an older one (:class:`~framework.errors.FencedError`), and otherwise split into halves,
+down to single partitions, each half claimed and processed as a new unit. The other
+units go on unless ``fail_fast``. A rerun when everything is complete reads only the
+ledger: no Spark job touches source or target data.
 
 Example::
 
@@ -36,6 +41,7 @@ from pyspark.sql import SparkSession
 from framework.crashpoints import RENEWAL_POINT, crash_point
 from framework.errors import (
     DriverDiedError,
+    FencedError,
     NinelivesError,
     PartitionError,
     TargetMissingError,
@@ -46,11 +52,11 @@ from framework.failures import root_cause
 from framework.job import Job
 from framework.leases import LeaseRenewer, is_held, this_host
 from framework.ledger import COMPLETE, FAILED, RUNNING, Ledger, PartitionState, utcnow
-from framework.partition import process_partition
 from framework.quarantine import quarantine_table
 from framework.session import driver_alive, jvm_fatal_error
-from framework.sinks import CommitTag, find_commit, row_counts
-from framework.tables import Lakehouse
+from framework.sinks import CommitResult, find_commits
+from framework.tables import Lakehouse, TableRef
+from framework.unit import complete_from_commit, process_unit
 
 
 def new_run_id() -> str:
@@ -71,6 +77,12 @@ class RunRequest:
     until: dt.date | None = None
     """Watermark jobs without dates: the last window to process (default yesterday)."""
     max_parallel: int = 1
+    """Units processed at once, each in a thread with a session of its own."""
+    unit_bytes: int = 1 << 30
+    """A unit's input: at most this many bytes of source files (a bigger date is a unit
+    of its own)."""
+    unit_partitions: int = 31
+    """A unit's input: at most this many partitions."""
     lease_seconds: float = 600.0
     wait_poll_seconds: float = 5.0
     retry_base_seconds: float = 2.0
@@ -315,12 +327,14 @@ def run_job(
                 p: (_running(job, p, states.get(p), run_id, host, pid, now + lease), states.get(p))
                 for p in free
             }
+            units = pack(spark, lakehouse, job, free, request)
             try:
-                won = ledger.claim(claims)
+                won_units = ledger.claim([{p: claims[p] for p in unit} for unit in units])
             except delta_conflicts():
                 # Another runner's claim committed between our read and ours (storage
                 # that arbitrates commits): plan again from the ledger as it is now.
                 continue
+            won = {p: s for unit in won_units for p, s in unit.items()}
             lost = [p for p in free if p not in won]
             if lost:  # claimed by another runner between our read and our claim
                 latest = ledger.states(job.name)[job.name]
@@ -331,13 +345,13 @@ def run_job(
             all_states = {**all_states, job.name: {**states, **won}}
             for state in sorted(won.values(), key=lambda s: s.partition):
                 _notify(observers, state, None)
-            finals, stop = _process_claimed(
+            finals, stop = _process_units(
                 spark,
                 ledger,
                 lakehouse,
                 job,
                 request,
-                won,
+                [unit for unit in won_units if unit],
                 states,
                 all_states,
                 report,
@@ -356,20 +370,47 @@ def run_job(
             time.sleep(request.wait_poll_seconds)
 
 
-def _process_claimed(
+def pack(
+    spark: SparkSession,
+    lakehouse: Lakehouse,
+    job: Job,
+    partitions: Sequence[dt.date],
+    request: RunRequest,
+) -> list[tuple[dt.date, ...]]:
+    """Consecutive partitions, in date order, in units of at most
+    ``request.unit_partitions`` dates and ``request.unit_bytes`` of input; a partition
+    bigger than that is a unit of its own. Sources that cannot tell their size without
+    reading pack by the count alone."""
+    size = getattr(job.source, "size", None)
+    units: list[tuple[dt.date, ...]] = []
+    unit: list[dt.date] = []
+    total = 0
+    for partition in sorted(partitions):
+        n = size(spark, lakehouse, partition) if size else 0
+        if unit and (len(unit) >= request.unit_partitions or total + n > request.unit_bytes):
+            units.append(tuple(unit))
+            unit, total = [], 0
+        unit.append(partition)
+        total += n
+    if unit:
+        units.append(tuple(unit))
+    return units
+
+
+def _process_units(
     spark: SparkSession,
     ledger: Ledger,
     lakehouse: Lakehouse,
     job: Job,
     request: RunRequest,
-    won: dict[dt.date, PartitionState],
+    units: list[dict[dt.date, PartitionState]],
     states: dict[dt.date, PartitionState],
     all_states: dict[str, dict[dt.date, PartitionState]],
     report: RunReport,
     observers: Sequence[RunObserver],
     renewer: LeaseRenewer,
 ) -> tuple[dict[dt.date, PartitionState], bool]:
-    """Process the claimed partitions, ``request.max_parallel`` at a time.
+    """Process the claimed units, ``request.max_parallel`` at a time.
 
     Returns the final states and whether ``fail_fast`` stopped the run. Transaction ids
     and commit metadata are session settings, so each worker thread gets a session of
@@ -377,48 +418,61 @@ def _process_claimed(
     """
     sessions = threading.local()
 
-    def work(partition: dt.date) -> PartitionState:
+    def work(unit: dict[dt.date, PartitionState]) -> dict[dt.date, PartitionState]:
         session = spark
         if request.max_parallel > 1:
             if not hasattr(sessions, "spark"):
                 sessions.spark = spark.newSession()
             session = sessions.spark
-        crash_point("after_claim", partition)
-        final = _process_with_retries(
+        for partition in unit:
+            crash_point("after_claim", partition)
+        finals = _work_unit(
             session,
             ledger,
             job,
             lakehouse,
             request,
-            won[partition],
-            states.get(partition),
+            unit,
+            {p: states.get(p) for p in unit},
             all_states,
             report,
             observers,
+            renewer,
         )
-        renewer.release(partition)
-        return final
+        for partition in finals:
+            renewer.release(partition)
+        return finals
 
     finals: dict[dt.date, PartitionState] = {}
     stop = False
+
+    def failed(done: dict[dt.date, PartitionState]) -> bool:
+        return any(s.state == FAILED for s in done.values())
+
     if request.max_parallel == 1:  # in order, and fail_fast stops before the next one
-        for partition in sorted(won):
-            finals[partition] = work(partition)
-            if finals[partition].state == FAILED and request.fail_fast:
-                return finals, True
-        return finals, False
+        for unit in units:
+            done = work(unit)
+            finals.update(done)
+            if failed(done) and request.fail_fast:
+                return dict(sorted(finals.items())), True
+        return dict(sorted(finals.items())), False
     with ThreadPoolExecutor(max_workers=request.max_parallel) as pool:
-        pending = [pool.submit(work, p) for p in sorted(won)]
+        pending = [pool.submit(work, unit) for unit in units]
         for future in as_completed(pending):
             if future.cancelled():
                 continue
-            final = future.result()
-            finals[final.partition] = final
-            if final.state == FAILED and request.fail_fast and not stop:
+            done = future.result()
+            finals.update(done)
+            if failed(done) and request.fail_fast and not stop:
                 stop = True
                 for other in pending:
                     other.cancel()
     return dict(sorted(finals.items())), stop
+
+
+MAX_FENCED = 10
+"""Times one unit's partitions are claimed again after Delta skipped its commit for a
+newer unit's (concurrent runners of other dates); a zombie's claims lose at once."""
 
 
 class RunObserver(Protocol):
@@ -459,50 +513,80 @@ def _running(
     )
 
 
-def _process_with_retries(
+def _work_unit(
     spark: SparkSession,
     ledger: Ledger,
     job: Job,
     lakehouse: Lakehouse,
     request: RunRequest,
-    running: PartitionState,
-    previous: PartitionState | None,
+    running: dict[dt.date, PartitionState],
+    previous: dict[dt.date, PartitionState | None],
     all_states: dict[str, dict[dt.date, PartitionState]],
     report: RunReport,
     observers: Sequence[RunObserver],
-) -> PartitionState:
-    """Attempts at one claimed partition until it completes, fails for good, or is lost.
+    renewer: LeaseRenewer,
+) -> dict[dt.date, PartitionState]:
+    """Attempts at one claimed unit until each of its partitions completes, fails for
+    good, or is lost to a newer attempt.
 
-    A transient failure is recorded as ``failed`` like any other, then the next attempt
-    is claimed with the same compare-and-swap as the first, so no other runner can
-    slip in between; each retry has its own, higher attempt number.
+    Every attempt's outcome is recorded in one ledger commit, failures included; the
+    next attempt is claimed with the same compare-and-swap as the first, so no other
+    runner can slip in between, and each retry has its own, higher attempt number and
+    unit number.
     """
     started = time.monotonic()
-    for retry in range(job.max_attempts):
-        final, transient = _attempt(spark, lakehouse, job, running, previous, all_states)
-        [recorded] = ledger.record(final)
-        all_states.setdefault(job.name, {})[recorded.partition] = recorded
-        report.seconds[running.partition] = time.monotonic() - started
-        _notify(observers, recorded, report.seconds[running.partition])
-        if not transient or retry + 1 == job.max_attempts:
-            return recorded
-        delay = request.retry_base_seconds * 2**retry
-        time.sleep(min(60.0, delay + random.uniform(0, delay)))
-        nxt = _running(
-            job,
-            running.partition,
-            recorded,
-            running.run_id,
-            running.host or "",
-            running.pid or 0,
-            utcnow() + dt.timedelta(seconds=request.lease_seconds),
-        )
-        won = ledger.claim({running.partition: (nxt, recorded)})
-        if not won:
-            return recorded
-        previous, running = recorded, won[running.partition]
-        _notify(observers, running, None)
-    return recorded
+    queue = [(running, previous, 0)]
+    finals: dict[dt.date, PartitionState] = {}
+    fenced = 0
+    while queue:
+        running, previous, tries = queue.pop(0)
+        outcome, retry, hit = _attempt(spark, lakehouse, job, running, previous, all_states)
+        recorded = {s.partition: s for s in ledger.record(outcome.values())}
+        all_states.setdefault(job.name, {}).update(recorded)
+        for partition, state in sorted(recorded.items()):
+            report.seconds[partition] = time.monotonic() - started
+            _notify(observers, state, report.seconds[partition])
+        groups: list[tuple[dt.date, ...]] = []
+        above = 0
+        if isinstance(retry, FencedError) and fenced < MAX_FENCED:
+            fenced += 1
+            groups, above = [hit], retry.newest_unit
+        elif retry is not None and is_transient(retry) and tries + 1 < job.max_attempts:
+            delay = request.retry_base_seconds * 2**tries
+            time.sleep(min(60.0, delay + random.uniform(0, delay)))
+            groups, tries = [hit], tries + 1
+        elif retry is not None and len(hit) > 1 and not isinstance(retry, NinelivesError):
+            groups, tries = [hit[: len(hit) // 2], hit[len(hit) // 2 :]], 0
+        finals.update({p: s for p, s in recorded.items() if p not in hit or not groups})
+        if not groups:
+            continue
+        lease = dt.timedelta(seconds=request.lease_seconds)
+        claims = [
+            {
+                p: (
+                    _running(
+                        job,
+                        p,
+                        recorded[p],
+                        recorded[p].run_id,
+                        recorded[p].host or "",
+                        recorded[p].pid or 0,
+                        utcnow() + lease,
+                    ),
+                    recorded[p],
+                )
+                for p in group
+            }
+            for group in groups
+        ]
+        for group, won in zip(groups, ledger.claim(claims, above=above), strict=True):
+            finals.update({p: recorded[p] for p in group if p not in won})  # a newer attempt's
+            if won:
+                renewer.hold(won.values())
+                for state in won.values():
+                    _notify(observers, state, None)
+                queue.append((won, {p: recorded[p] for p in won}, tries))
+    return dict(sorted(finals.items()))
 
 
 def is_transient(error: BaseException) -> bool:
@@ -528,29 +612,48 @@ def _attempt(
     spark: SparkSession,
     lakehouse: Lakehouse,
     job: Job,
-    running: PartitionState,
-    previous: PartitionState | None,
+    running: dict[dt.date, PartitionState],
+    previous: dict[dt.date, PartitionState | None],
     all_states: dict[str, dict[dt.date, PartitionState]],
-) -> tuple[PartitionState, bool]:
-    """One attempt; never raises: a failure becomes the ``failed`` state (and whether
-    it is worth retrying)."""
+) -> tuple[dict[dt.date, PartitionState], Exception | None, tuple[dt.date, ...]]:
+    """One attempt at a unit; never raises: every partition's outcome (complete or
+    failed), and when the unit failed as a whole, the error and the partitions it
+    failed (all but those whose upstream check failed first)."""
+    outcome: dict[dt.date, PartitionState] = {}
+    go: dict[dt.date, PartitionState] = {}
+    for partition, state in sorted(running.items()):
+        try:
+            _check_upstream(job, partition, all_states)
+            go[partition] = state
+        except PartitionError as error:
+            outcome[partition] = _failed(state, error)
+    if not go:
+        return outcome, None, ()
     try:
-        _check_upstream(job, running.partition, all_states)
-        _check_target(spark, lakehouse, job, running.partition, all_states.get(job.name, {}))
-        return process_partition(spark, lakehouse, job, running, previous), False
+        _check_target(spark, lakehouse, job, min(go), all_states.get(job.name, {}))
+        results = process_unit(spark, lakehouse, job, go, previous)
     except Exception as error:  # every failure is recorded, then the run goes on
-        failed = running.advance(
-            FAILED,
-            error_class=_error_class(error),
-            error_message=_error_message(error),
-            finished_at=utcnow(),
-        )
+        failed = {p: _failed(s, error) for p, s in go.items()}
         if not driver_alive(spark):
-            raise _driver_died(job, failed) from error
-        return failed, is_transient(error)
+            raise _driver_died(job, list(failed.values())) from error
+        return dict(sorted({**outcome, **failed}.items())), error, tuple(failed)
+    for partition, result in results.items():
+        outcome[partition] = (
+            result if isinstance(result, PartitionState) else _failed(go[partition], result)
+        )
+    return dict(sorted(outcome.items())), None, ()
 
 
-def _driver_died(job: Job, failed: PartitionState) -> DriverDiedError:
+def _failed(running: PartitionState, error: BaseException) -> PartitionState:
+    return running.advance(
+        FAILED,
+        error_class=_error_class(error),
+        error_message=_error_message(error),
+        finished_at=utcnow(),
+    )
+
+
+def _driver_died(job: Job, failed: list[PartitionState]) -> DriverDiedError:
     """The failure as the JVM's last words tell it, for a new process to record."""
     fatal = jvm_fatal_error()
     if fatal:
@@ -559,8 +662,9 @@ def _driver_died(job: Job, failed: PartitionState) -> DriverDiedError:
     else:
         kind, cause = "DriverDied", "its JVM exited (killed by the system, or out of memory)"
     message = f"Spark's driver died during the attempt: {cause}"
-    state = dataclasses.replace(failed, error_class=kind, error_message=message)
-    return DriverDiedError(f"job {job.name}, partition {failed.partition}: {message}", [state])
+    states = [dataclasses.replace(s, error_class=kind, error_message=message) for s in failed]
+    where = ", ".join(str(s.partition) for s in failed)
+    return DriverDiedError(f"job {job.name}, partition {where}: {message}", states)
 
 
 def heal_abandoned(
@@ -569,20 +673,42 @@ def heal_abandoned(
     """``complete`` states for abandoned attempts whose writes all reached Delta.
 
     An attempt is abandoned when its ``running`` lease is no longer held (its owner died
-    or the lease expired). If the target has the attempt's tagged commit, and the
-    quarantine too when the attempt had rejects to write, the partition is complete:
-    its counts come from the commit's metadata and operation metrics, nothing is
-    recomputed. Otherwise the partition is simply processed again.
+    or the lease expired). If the target has the commit of the attempt's unit covering
+    the partition, and the quarantine too when the partition had rejects to write, the
+    partition is complete: its counts come from the commit's metadata, nothing is
+    recomputed. Otherwise the partition is simply processed again. Each table's log is
+    read once, however many partitions and units there are.
     """
     now, host = utcnow(), this_host()
+    abandoned = [s for s in states if s.state == RUNNING and not is_held(s, now, host)]
+    if not abandoned:
+        return []
+    target = _unit_commits(spark, lakehouse.table(job.sink.table), job.name)
+    quarantine: dict[tuple[str, int], CommitResult] | None = None
     healed = []
-    for state in states:
-        if state.state != RUNNING or is_held(state, now, host):
+    for state in abandoned:
+        commit = target.get((state.run_id, state.unit or 0))
+        complete = complete_from_commit(state, commit) if commit else None
+        if commit is None or complete is None:
             continue
-        complete = _complete_from_commits(spark, lakehouse, job, state)
-        if complete is not None:
-            healed.append(complete)
+        if (commit.partition(state.partition) or {}).get("quarantine"):
+            if quarantine is None:
+                quarantine = _unit_commits(spark, quarantine_table(lakehouse, job.name), job.name)
+            rejects = quarantine.get((state.run_id, state.unit or 0))
+            if rejects is None or rejects.partition(state.partition) is None:
+                continue
+        healed.append(complete)
     return healed
+
+
+def _unit_commits(
+    spark: SparkSession, ref: TableRef, job: str
+) -> dict[tuple[str, int], CommitResult]:
+    """The job's commits in ``ref`` by (run_id, unit)."""
+    return {
+        (str(c.metadata["run_id"]), int(c.metadata["unit"])): c
+        for c in find_commits(spark, ref, job)
+    }
 
 
 def reconcile(
@@ -615,41 +741,6 @@ def reconcile(
         fixed.append((state, after))
     ledger.record(after for _, after in fixed)
     return fixed
-
-
-def _complete_from_commits(
-    spark: SparkSession, lakehouse: Lakehouse, job: Job, state: PartitionState
-) -> PartitionState | None:
-    tag = CommitTag(job.name, state.partition, state.run_id, state.attempt)
-    commit = find_commit(spark, lakehouse.table(job.sink.table), tag)
-    if commit is None or "rows_read" not in commit.metadata:
-        return None
-    meta = commit.metadata
-    if (
-        meta.get("quarantine")
-        and find_commit(spark, quarantine_table(lakehouse, job.name), tag) is None
-    ):
-        return None
-    dropped = meta.get("rows_dropped", 0)
-    accepted = meta["rows_read"] - meta["rows_rejected"] - dropped - meta["rows_duplicate"]
-    written, inserted, updated, deleted = row_counts(commit, accepted)
-    return state.advance(
-        COMPLETE,
-        rows_read=meta["rows_read"],
-        rows_written=written,
-        rows_inserted=inserted,
-        rows_updated=updated,
-        rows_deleted=deleted,
-        rows_unchanged=written - inserted - updated,
-        rows_duplicate=meta["rows_duplicate"],
-        rows_rejected=meta["rows_rejected"],
-        rows_dropped=dropped,
-        fingerprint=meta.get("fingerprint"),
-        target_version=commit.version,
-        error_class=None,
-        error_message=None,
-        finished_at=utcnow(),
-    )
 
 
 def _check_target(

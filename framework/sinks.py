@@ -1,52 +1,59 @@
-"""Idempotent, tagged writes of one partition into a Delta table.
+"""Idempotent, tagged writes of one work unit (one or many partitions) into a Delta table.
 
-Both strategies write exactly one Delta commit per partition and tag it with
+Both strategies write exactly one Delta commit per unit and tag it with
 
-* ``txnAppId`` = ``ninelives:<job>:<partition>`` and ``txnVersion`` = the attempt, so
-  Delta ignores a commit from an attempt that is not newer than the last one recorded
-  (a zombie runner cannot overwrite a newer attempt's result), and
-* ``userMetadata`` = ``{"job", "partition", "run_id", "attempt"}``, so the commit can be
-  found in the table's history after a crash without recomputing anything.
+* ``txnAppId`` = ``ninelives:<job>`` and ``txnVersion`` = the unit's sequence number,
+  which the ledger's claim allocates and which only grows per job: Delta ignores a
+  commit whose version is not above the last one recorded, so a zombie runner cannot
+  overwrite a newer unit's result (:class:`~framework.errors.FencedError`), and
+* ``userMetadata`` = ``{"job", "run_id", "unit", "partitions": {date: {"attempt", counts}}}``,
+  so the commit can be found in the table's history after a crash, and every partition
+  of it marked complete from its counts, without recomputing anything.
 
-``MergeSink`` (default) upserts by ``_key`` within the partition and deletes keys that
-vanished from it; an unchanged row (same ``_row_hash``) is not touched. A partition the
-target holds no file of yet (the first write of a date, the usual nightly case) is
-written with the partition's ``replaceWhere`` overwrite instead: the same rows in one
-commit, without the MERGE's join. The check and the write are one step under the
-table's write lock, and the overwrite reads the partition like a MERGE, so a writer
-that adds files to it concurrently (storage without the lock) conflicts instead of
-being joined by a duplicate. The MERGE's vanished keys are found by its own source (the
-partition's target keys missing from the new rows, read under the same write lock and
-lease as the MERGE) and deleted by a MATCHED clause, not by ``WHEN NOT MATCHED BY
-SOURCE``: Delta cannot skip any target file for a MERGE with that clause, so every
-MERGE would scan the whole table (all partitions) twice. Targets use deletion vectors,
-so a rerun over unchanged data commits 0 added files and 0 updated rows. Should Delta
-make no commit at all for such a MERGE, the attempt writes an empty tagged append
+``MergeSink`` (default) upserts by (partition, ``_key``) within the unit's partitions and
+deletes keys that vanished from them; an unchanged row (same ``_row_hash``) is not
+touched. A unit whose partitions the target holds no file of yet (a new date, the usual
+nightly case, or a first backfill) is written with one ``replaceWhere`` overwrite of
+those partitions instead: the same rows in one commit, without the MERGE's join. The
+check and the write are one step under the table's write lock, and the overwrite reads
+the partitions like a MERGE, so a writer that adds files to them concurrently (storage
+without the lock) conflicts instead of being joined by a duplicate.
+
+Before a MERGE, one grouped aggregate over the unit's rows and the target's keys counts
+each partition's inserts, updates and deletes; they go into the commit's metadata, and
+their sums must equal the commit's own metrics (:class:`~framework.errors.AccountingError`
+otherwise). The vanished keys (the partitions' target keys missing from the new rows,
+read under the same write lock and leases as the MERGE) are deleted by a MATCHED clause,
+not by ``WHEN NOT MATCHED BY SOURCE``: Delta cannot skip any target file for a MERGE
+with that clause, so every MERGE would scan the whole table twice. Targets use deletion
+vectors, so a rerun over unchanged data commits 0 added files and 0 updated rows. Should
+Delta make no commit at all for such a MERGE, the unit writes an empty tagged append
 instead (:func:`write_marker`), so that its transaction version and tag are in the log
-all the same. ``ReplaceSink`` always overwrites the partition with ``replaceWhere``;
-cheaper when a partition is recomputed whole (aggregates).
+all the same. ``ReplaceSink`` always overwrites the unit's partitions with
+``replaceWhere``; cheaper when partitions are recomputed whole (aggregates).
 
 Example::
 
-    tag = CommitTag("orders_daily", date(2024, 1, 15), run_id="r1", attempt=3)
+    tag = CommitTag("orders_daily", run_id="r1", unit=7, attempts={date(2024, 1, 15): 3})
     result = MergeSink("silver.orders").write(spark, ref, df, "order_date", tag)
-    result.operation                       # "WRITE" for a new partition, else "MERGE"
-    written, inserted, updated, deleted = row_counts(result, accepted=df.count())
+    result.operation                       # "WRITE" for new partitions, else "MERGE"
+    result.partition(date(2024, 1, 15))    # {"attempt": 3, "rows_written": ..., ...}
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
+from pyspark.sql import Column, DataFrame, DataFrameWriter, SparkSession
 from pyspark.sql import functions as F
 
-from framework.errors import FencedError
+from framework.errors import AccountingError, FencedError
 from framework.keys import KEY_COLUMN, ROW_HASH_COLUMN
 from framework.locks import needs_lock, write_lock
 from framework.names import checked_identifier, quoted
@@ -67,28 +74,67 @@ HISTORY_LOOKBACK = 200
 
 @dataclass(frozen=True)
 class CommitTag:
-    """Identity of one attempt at one partition, written into its Delta commit."""
+    """Identity of one work unit, written into each of its Delta commits."""
 
     job: str
-    partition: dt.date
     run_id: str
-    attempt: int
-    counts: Mapping[str, int | str | None] = field(default_factory=dict)
-    """Counts known before the write (read, rejected, duplicates): with the commit's own
-    metrics they let a crashed attempt be marked complete without recomputing it."""
+    unit: int
+    """The unit's sequence number (``txnVersion``): allocated by the claim, only grows."""
+    attempts: Mapping[dt.date, int]
+    """Every partition of the unit, with the attempt at it."""
+    counts: Mapping[dt.date, Mapping[str, int | str | None]] = field(default_factory=dict)
+    """Per partition, what is known before the write (read, rejected, duplicates): with
+    the commit's own counts they let a crashed unit be marked complete without
+    recomputing it."""
+
+    @classmethod
+    def single(
+        cls, job: str, partition: dt.date, run_id: str, unit: int, attempt: int | None = None
+    ) -> CommitTag:
+        """The tag of a unit of one partition (attempt: the unit number by default)."""
+        return cls(job, run_id, unit, {partition: unit if attempt is None else attempt})
+
+    @property
+    def partitions(self) -> tuple[dt.date, ...]:
+        return tuple(sorted(self.attempts))
 
     @property
     def app_id(self) -> str:
-        return f"ninelives:{self.job}:{self.partition.isoformat()}"
+        return f"ninelives:{self.job}"
+
+    def only(self, partitions: Iterable[dt.date]) -> CommitTag:
+        """The same unit, narrowed to ``partitions`` (what one table's commit covers)."""
+        keep = set(partitions)
+        return CommitTag(
+            self.job,
+            self.run_id,
+            self.unit,
+            {p: a for p, a in self.attempts.items() if p in keep},
+            {p: c for p, c in self.counts.items() if p in keep},
+        )
+
+    def with_counts(self, counts: Mapping[dt.date, Mapping[str, int]]) -> CommitTag:
+        """The tag with more counts per partition (the write's own, before it commits)."""
+        merged = {p: {**self.counts.get(p, {}), **counts.get(p, {})} for p in self.attempts}
+        return dataclasses.replace(self, counts=merged)
+
+    def describe(self) -> str:
+        """``partition 2024-01-15`` or ``partitions 2024-01-15..2024-01-19 (5)``."""
+        first, last = self.partitions[0], self.partitions[-1]
+        if first == last:
+            return f"partition {first}"
+        return f"partitions {first}..{last} ({len(self.partitions)})"
 
     @property
     def metadata(self) -> dict[str, Any]:
         return {
             "job": self.job,
-            "partition": self.partition.isoformat(),
             "run_id": self.run_id,
-            "attempt": self.attempt,
-            **self.counts,
+            "unit": self.unit,
+            "partitions": {
+                p.isoformat(): {"attempt": self.attempts[p], **self.counts.get(p, {})}
+                for p in self.partitions
+            },
         }
 
     @property
@@ -108,35 +154,34 @@ class CommitResult:
     def metric(self, name: str) -> int:
         return self.metrics.get(name, 0)
 
+    def partition(self, partition: dt.date) -> dict[str, Any] | None:
+        """What the commit's tag says of one partition: attempt and counts; None if the
+        commit does not cover it."""
+        found = self.metadata.get("partitions", {}).get(partition.isoformat())
+        return found if isinstance(found, dict) else None
 
-def row_counts(commit: CommitResult, accepted: int) -> tuple[int, int, int, int]:
-    """(written, inserted, updated, deleted) from a target commit's operation metrics."""
-    if commit.operation == "MERGE":
-        written = commit.metric("numSourceRows")  # the partition's rows, see _metrics
-        inserted = commit.metric("numTargetRowsInserted")
+    def covers(self, tag: CommitTag) -> bool:
+        """Written by ``tag``'s unit (same job, run and unit number)."""
         return (
-            written,
-            inserted,
-            commit.metric("numTargetRowsUpdated"),
-            commit.metric("numTargetRowsDeleted"),
+            self.metadata.get("job") == tag.job
+            and self.metadata.get("run_id") == tag.run_id
+            and self.metadata.get("unit") == tag.unit
         )
-    if commit.metric("numFiles") == 0 and commit.metric("numOutputRows") == 0:
-        # write_marker after a MERGE that changed nothing: every accepted row is unchanged.
-        return accepted, 0, 0, 0
-    written = commit.metric("numOutputRows")
-    return written, written, 0, 0
+
+
+WRITE_COUNTS = ("rows_written", "rows_inserted", "rows_updated", "rows_deleted")
 
 
 @contextmanager
 def tagged_commit(spark: SparkSession, tag: CommitTag) -> Iterator[None]:
     """Set the session's transaction id and commit metadata for one write.
 
-    These are session settings, so partitions written in parallel threads each need
-    their own ``spark.newSession()``.
+    These are session settings, so units written in parallel threads each need their
+    own ``spark.newSession()``.
     """
     confs = {
         TXN_APP_ID_CONF: tag.app_id,
-        TXN_VERSION_CONF: str(tag.attempt),
+        TXN_VERSION_CONF: str(tag.unit),
         USER_METADATA_CONF: tag.metadata_json,
     }
     for key, value in confs.items():
@@ -148,10 +193,8 @@ def tagged_commit(spark: SparkSession, tag: CommitTag) -> Iterator[None]:
             spark.conf.unset(key)
 
 
-def find_commits(
-    spark: SparkSession, ref: TableRef, job: str, partition: dt.date
-) -> list[CommitResult]:
-    """Commits of ``ref`` tagged for (job, partition), newest first, from the Delta log."""
+def find_commits(spark: SparkSession, ref: TableRef, job: str) -> list[CommitResult]:
+    """Commits of ``ref`` tagged by ``job``'s units, newest first, from the Delta log."""
     if not ref.exists(spark):
         return []
     rows = (
@@ -163,17 +206,18 @@ def find_commits(
     )
     found = []
     for row in rows:
-        try:
-            metadata = json.loads(row.userMetadata)
-        except ValueError:
-            continue
-        if (
-            isinstance(metadata, dict)
-            and metadata.get("job") == job
-            and metadata.get("partition") == partition.isoformat()
-        ):
+        metadata = _metadata(row.userMetadata)
+        if metadata is not None and metadata.get("job") == job:
             found.append(_result(row, metadata))
     return sorted(found, key=lambda c: c.version, reverse=True)
+
+
+def _metadata(text: str | None) -> dict[str, Any] | None:
+    try:
+        metadata = json.loads(text or "")
+    except ValueError:
+        return None
+    return metadata if isinstance(metadata, dict) and "partitions" in metadata else None
 
 
 def _result(row: Any, metadata: dict[str, Any]) -> CommitResult:
@@ -183,10 +227,9 @@ def _result(row: Any, metadata: dict[str, Any]) -> CommitResult:
 def _metrics(row: Any) -> dict[str, int]:
     """A history row's operation metrics as integers.
 
-    A MERGE's ``numSourceRows`` counts the partition's rows only: the vanished-key rows
-    that :class:`MergeSink` adds to its source (one per deleted target row, each deleted
-    by the MATCHED delete clause) are taken out again. MERGEs written with ``WHEN NOT
-    MATCHED BY SOURCE`` have no matched deletes, so their count is unchanged.
+    A MERGE's ``numSourceRows`` counts the unit's rows only: the vanished-key rows that
+    :class:`MergeSink` adds to its source (one per deleted target row, each deleted by
+    the MATCHED delete clause) are taken out again.
     """
     metrics = {
         k: int(v) for k, v in (row.operationMetrics or {}).items() if str(v).lstrip("-").isdigit()
@@ -196,25 +239,16 @@ def _metrics(row: Any) -> dict[str, int]:
     return metrics
 
 
-def _is_attempt(metadata: dict[str, Any], tag: CommitTag) -> bool:
-    return (
-        metadata.get("job") == tag.job
-        and metadata.get("partition") == tag.partition.isoformat()
-        and metadata.get("run_id") == tag.run_id
-        and metadata.get("attempt") == tag.attempt
-    )
-
-
 def find_commit(spark: SparkSession, ref: TableRef, tag: CommitTag) -> CommitResult | None:
-    """The commit written by exactly this attempt, if any."""
-    for commit in find_commits(spark, ref, tag.job, tag.partition):
-        if _is_attempt(commit.metadata, tag):
+    """The commit written by exactly this unit, if any."""
+    for commit in find_commits(spark, ref, tag.job):
+        if commit.covers(tag):
             return commit
     return None
 
 
 def _own_commit(spark: SparkSession, ref: TableRef, tag: CommitTag) -> CommitResult | None:
-    """The commit this attempt just wrote, called while still holding ``ref``'s write lock.
+    """The commit this unit just wrote, called while still holding ``ref``'s write lock.
 
     Under the lock no other writer can have committed since, so the newest commit is
     ours if Delta made one: one commit file is read instead of the last
@@ -224,13 +258,11 @@ def _own_commit(spark: SparkSession, ref: TableRef, tag: CommitTag) -> CommitRes
     if needs_lock(ref):
         rows = ref.delta(spark).history(1).collect()
         row = rows[0] if rows else None
-        if row is not None and row.userMetadata:
-            try:
-                metadata = json.loads(row.userMetadata)
-            except ValueError:
-                metadata = None
-            if isinstance(metadata, dict) and _is_attempt(metadata, tag):
-                return _result(row, metadata)
+        metadata = _metadata(row.userMetadata) if row is not None else None
+        if metadata is not None:
+            result = _result(row, metadata)
+            if result.covers(tag):
+                return result
     return find_commit(spark, ref, tag)
 
 
@@ -250,28 +282,32 @@ def ensure_table(spark: SparkSession, ref: TableRef, df: DataFrame, partition_co
             )
 
 
-def _fenced(tag: CommitTag, ref: TableRef) -> FencedError:
+def _fenced(spark: SparkSession, ref: TableRef, tag: CommitTag) -> FencedError:
+    newest = max(
+        (int(c.metadata.get("unit", 0)) for c in find_commits(spark, ref, tag.job)), default=0
+    )
     return FencedError(
-        f"job {tag.job}, partition {tag.partition}: Delta skipped the commit of attempt "
-        f"{tag.attempt} to {ref} because a newer attempt already committed; "
-        "this runner was superseded and its result is discarded"
+        f"job {tag.job}, {tag.describe()}: Delta skipped the commit of unit {tag.unit} to "
+        f"{ref} because a newer unit of the job already committed; this unit's result is "
+        "discarded, and its partitions are claimed again if no newer attempt holds them",
+        newest,
     )
 
 
 def _committed(spark: SparkSession, ref: TableRef, tag: CommitTag) -> CommitResult:
-    """The attempt's commit (call while holding ``ref``'s write lock); fenced if none."""
+    """The unit's commit (call while holding ``ref``'s write lock); fenced if none."""
     commit = _own_commit(spark, ref, tag)
     if commit is None:
-        raise _fenced(tag, ref)
+        raise _fenced(spark, ref, tag)
     return commit
 
 
 def write_marker(spark: SparkSession, ref: TableRef, df: DataFrame, tag: CommitTag) -> CommitResult:
-    """An empty, tagged append: records the attempt's transaction id and metadata.
+    """An empty, tagged append: records the unit's transaction id and metadata.
 
-    A MERGE that changes nothing makes no commit (with deletion vectors), yet the
-    attempt must leave its transaction version in the log for fencing and its tag for
-    healing. Delta skips this commit too when a newer attempt already committed.
+    A MERGE that changes nothing makes no commit (with deletion vectors), yet the unit
+    must leave its transaction version in the log for fencing and its tag for healing.
+    Delta skips this commit too when a newer unit already committed.
     """
     return _tagged_save(spark, ref, df.limit(0).write.mode("append"), tag)
 
@@ -279,11 +315,11 @@ def write_marker(spark: SparkSession, ref: TableRef, df: DataFrame, tag: CommitT
 def _tagged_save(
     spark: SparkSession, ref: TableRef, writer: DataFrameWriter, tag: CommitTag
 ) -> CommitResult:
-    """Save with the attempt's transaction id and metadata; the commit it made."""
+    """Save with the unit's transaction id and metadata; the commit it made."""
     writer = (
         writer.format("delta")
         .option("txnAppId", tag.app_id)
-        .option("txnVersion", tag.attempt)
+        .option("txnVersion", tag.unit)
         .option("userMetadata", tag.metadata_json)
     )
     with write_lock(ref):
@@ -294,9 +330,60 @@ def _tagged_save(
         return _committed(spark, ref, tag)
 
 
+def _in_unit(column: Column, tag: CommitTag) -> Column:
+    """``column IN (<the unit's partitions as literals>)``: a predicate Delta prunes by."""
+    return column.isin([F.lit(p) for p in tag.partitions])
+
+
+def _rows_per_partition(df: DataFrame, partition_column: str, tag: CommitTag) -> dict:
+    """``{partition: rows}`` of a unit's new rows: the counts its tag was given (rows
+    read less rejected, dropped and duplicate), else one aggregate over ``df``."""
+    parts = ("rows_read", "rows_rejected", "rows_dropped", "rows_duplicate")
+    given = {p: [tag.counts.get(p, {}).get(name) for name in parts] for p in tag.partitions}
+    if all(isinstance(n, int) for counts in given.values() for n in counts):
+        return {p: int(read) - sum(map(int, rest)) for p, (read, *rest) in given.items()}  # type: ignore[arg-type]
+    found = {
+        r[0]: r[1] for r in df.groupBy(partition_column).count().collect() if r[0] in tag.attempts
+    }
+    return {p: found.get(p, 0) for p in tag.partitions}
+
+
+def _written_whole(tag: CommitTag, rows: Mapping[dt.date, int]) -> dict:
+    """Each partition's write counts when its rows replace the partition whole."""
+    return {
+        p: {"rows_written": n, "rows_inserted": n, "rows_updated": 0, "rows_deleted": 0}
+        for p, n in rows.items()
+    }
+
+
+def check_totals(commit: CommitResult, where: str) -> None:
+    """The sums of the partitions' own counts equal the commit's metrics, or a record was
+    lost or doubled on the way (:class:`AccountingError`)."""
+    parts = commit.metadata.get("partitions", {}).values()
+    total = {name: sum(int(p.get(name, 0)) for p in parts) for name in WRITE_COUNTS}
+    if commit.operation == "MERGE":
+        found = {
+            "rows_inserted": commit.metric("numTargetRowsInserted"),
+            "rows_updated": commit.metric("numTargetRowsUpdated"),
+            "rows_deleted": commit.metric("numTargetRowsDeleted"),
+        }
+    elif commit.metric("numFiles") == 0 and commit.metric("numOutputRows") == 0:
+        changed = total["rows_inserted"] + total["rows_updated"] + total["rows_deleted"]
+        found = {"rows_changed": 0}
+        total = {"rows_changed": changed}
+    else:
+        found = {"rows_written": commit.metric("numOutputRows")}
+    expected = {name: total[name] for name in found}
+    if found != expected:
+        raise AccountingError(
+            f"{where}: the commit's metrics {found} disagree with the sums of its "
+            f"partitions' counts {expected}"
+        )
+
+
 @dataclass(frozen=True)
 class MergeSink:
-    """Upsert by ``_key`` inside one partition; delete keys that left the partition."""
+    """Upsert by (partition, ``_key``) inside a unit's partitions; delete vanished keys."""
 
     table: str
     strategy = "merge"
@@ -313,66 +400,85 @@ class MergeSink:
     ) -> CommitResult:
         """One tagged write; ``evolve`` adds the source's new columns to the target.
 
-        A partition the target has no file of is written by :func:`replace_partition`.
-        Otherwise one MERGE, whose source is ``df`` plus one row per key of the target
-        partition that ``df`` lacks (that key, the partition value, every other column
-        NULL, ``_row_hash`` included): a MATCHED clause deletes those. Every clause is
-        then about rows of the partition, and the literal partition predicate lets Delta
-        skip every other partition's files, which ``WHEN NOT MATCHED BY SOURCE`` would
-        not allow.
+        A unit whose partitions the target has no file of is written by
+        :func:`replace_partitions`. Otherwise one MERGE, whose source is ``df`` plus one
+        row per key of the target partitions that ``df`` lacks (that key, its partition
+        value, every other column NULL, ``_row_hash`` included): a MATCHED clause deletes
+        those. Every clause is then about rows of the unit's partitions, and the literal
+        partition predicate lets Delta skip every other partition's files, which
+        ``WHEN NOT MATCHED BY SOURCE`` would not allow.
         """
         ensure_table(spark, ref, df, partition_column)
+        pc, key, row_hash = partition_column, KEY_COLUMN, ROW_HASH_COLUMN
         with write_lock(ref):
-            if not _partition_files(spark, ref, partition_column, tag.partition):
-                return replace_partition(spark, ref, df, partition_column, tag, evolve=evolve)
-        in_partition = F.col(f"t.{partition_column}") == F.lit(tag.partition)
-        vanished = F.col(f"s.{ROW_HASH_COLUMN}").isNull()
-        with write_lock(ref), tagged_commit(spark, tag):
-            # No other writer changes this partition between this read and the MERGE's
-            # commit: the table's write lock (local storage) and the partition's lease
-            # (one live attempt) exclude them, and a fenced zombie's files added to the
-            # partition would fail the MERGE's conflict check on its partition predicate.
-            gone = (
+            if not _partition_files(spark, ref, partition_column, tag):
+                rows = _rows_per_partition(df, partition_column, tag)
+                return replace_partitions(
+                    spark, ref, df, partition_column, tag, rows, evolve=evolve
+                )
+            # No other writer changes these partitions between this read and the MERGE's
+            # commit: the table's write lock (local storage) and the partitions' leases
+            # (one live attempt each) exclude them, and a fenced zombie's files added to
+            # them would fail the MERGE's conflict check on its partition predicate.
+            old = (
                 ref.read(spark)
-                .where(F.col(partition_column) == F.lit(tag.partition))
-                .select(partition_column, KEY_COLUMN)
-                .distinct()
-                .join(df.select(KEY_COLUMN), KEY_COLUMN, "left_anti")
+                .where(_in_unit(F.col(pc), tag))
+                .select(pc, key, F.col(row_hash).alias("_old_hash"))
             )
+            diff = df.select(pc, key, row_hash).join(old, [pc, key], "full_outer")
+            new, was = F.col(row_hash), F.col("_old_hash")
+            counted = {
+                r[pc]: r
+                for r in diff.groupBy(pc)
+                .agg(
+                    F.count(new).alias("rows_written"),
+                    F.count(F.when(was.isNull(), new)).alias("rows_inserted"),
+                    F.count(F.when(new != was, new)).alias("rows_updated"),
+                    F.count(F.when(new.isNull(), was)).alias("rows_deleted"),
+                )
+                .collect()
+            }
+            tag = tag.with_counts(
+                {
+                    p: {name: int(counted[p][name]) if p in counted else 0 for name in WRITE_COUNTS}
+                    for p in tag.partitions
+                }
+            )
+            gone = old.select(pc, key).join(df.select(pc, key), [pc, key], "left_anti")
             source = df.unionByName(gone, allowMissingColumns=True)
-            builder = (
-                ref.delta(spark)
-                .alias("t")
-                .merge(
-                    source.alias("s"),
-                    # The literal partition predicate keeps the MERGE to this partition's
-                    # files: Delta skips the others, and writers of other partitions do
-                    # not conflict with it.
-                    in_partition & (F.col(f"t.{KEY_COLUMN}") == F.col(f"s.{KEY_COLUMN}")),
+            vanished = F.col(f"s.{row_hash}").isNull()
+            with tagged_commit(spark, tag):
+                builder = (
+                    ref.delta(spark)
+                    .alias("t")
+                    .merge(
+                        source.alias("s"),
+                        # The literal partition predicate keeps the MERGE to the unit's
+                        # files: Delta skips the others, and writers of other partitions
+                        # do not conflict with it.
+                        _in_unit(F.col(f"t.{pc}"), tag)
+                        & (F.col(f"t.{pc}") == F.col(f"s.{pc}"))
+                        & (F.col(f"t.{key}") == F.col(f"s.{key}")),
+                    )
+                    .whenMatchedDelete(condition=vanished)
+                    .whenMatchedUpdateAll(
+                        condition=F.col(f"t.{row_hash}") != F.col(f"s.{row_hash}")
+                    )
+                    .whenNotMatchedInsertAll(condition=~vanished)
                 )
-                .whenMatchedDelete(condition=vanished)
-                .whenMatchedUpdateAll(
-                    condition=F.col(f"t.{ROW_HASH_COLUMN}") != F.col(f"s.{ROW_HASH_COLUMN}")
-                )
-                .whenNotMatchedInsertAll(condition=~vanished)
-            )
-            (builder.withSchemaEvolution() if evolve else builder).execute()
+                (builder.withSchemaEvolution() if evolve else builder).execute()
             commit = _own_commit(spark, ref, tag)
-        if commit is not None:
-            return commit
-        newer = [
-            c
-            for c in find_commits(spark, ref, tag.job, tag.partition)
-            if c.metadata.get("attempt", 0) > tag.attempt
-        ]
-        if newer:
-            raise _fenced(tag, ref)
-        return write_marker(spark, ref, df, tag)
+            if commit is not None:
+                return commit
+            fenced = _fenced(spark, ref, tag)
+            if fenced.newest_unit >= tag.unit:
+                raise fenced
+            return write_marker(spark, ref, df, tag)
 
 
 @dataclass(frozen=True)
 class ReplaceSink:
-    """Overwrite exactly one partition with ``replaceWhere``."""
+    """Overwrite exactly a unit's partitions with ``replaceWhere``."""
 
     table: str
     strategy = "replace"
@@ -387,34 +493,48 @@ class ReplaceSink:
         *,
         evolve: bool = False,
     ) -> CommitResult:
-        """One tagged overwrite of the partition; ``evolve`` merges new columns in."""
-        ensure_table(spark, ref, df, partition_column)
-        return replace_partition(spark, ref, df, partition_column, tag, evolve=evolve)
+        """One tagged overwrite of the partitions; ``evolve`` merges new columns in."""
+        rows = _rows_per_partition(df, partition_column, tag)
+        return replace_partitions(spark, ref, df, partition_column, tag, rows, evolve=evolve)
 
 
-def replace_partition(
+def replace_partitions(
     spark: SparkSession,
     ref: TableRef,
     df: DataFrame,
     partition_column: str,
     tag: CommitTag,
+    rows: Mapping[dt.date, int] | None = None,
     *,
     evolve: bool = False,
 ) -> CommitResult:
-    """Overwrite the partition with ``df`` (``replaceWhere``) in one tagged commit."""
+    """Overwrite the unit's partitions with ``df`` (``replaceWhere``) in one tagged commit;
+    ``rows``: each partition's rows in ``df``, for the commit's metadata."""
+    ensure_table(spark, ref, df, partition_column)
+    if rows is not None:
+        tag = tag.with_counts(_written_whole(tag, rows))
+    dates = ", ".join(f"DATE'{p}'" for p in tag.partitions)
     writer = df.write.mode("overwrite").option(
-        "replaceWhere", f"{quoted(partition_column)} = DATE'{tag.partition}'"
+        "replaceWhere", f"{quoted(partition_column)} IN ({dates})"
     )
     if evolve:
         writer = writer.option("mergeSchema", "true")
     return _tagged_save(spark, ref, writer, tag)
 
 
+def append_partitions(
+    spark: SparkSession, ref: TableRef, df: DataFrame, partition_column: str, tag: CommitTag
+) -> CommitResult:
+    """Append ``df`` in one tagged commit: for partitions nothing was written to before."""
+    ensure_table(spark, ref, df, partition_column)
+    return _tagged_save(spark, ref, df.write.mode("append"), tag)
+
+
 def _partition_files(
-    spark: SparkSession, ref: TableRef, partition_column: str, partition: dt.date
+    spark: SparkSession, ref: TableRef, partition_column: str, tag: CommitTag
 ) -> list[str]:
-    """The data files of one partition in the table's current snapshot.
+    """The data files of the unit's partitions in the table's current snapshot.
 
     Planned from the Delta log by partition pruning: no data file is read.
     """
-    return list(ref.read(spark).where(F.col(partition_column) == F.lit(partition)).inputFiles())
+    return list(ref.read(spark).where(_in_unit(F.col(partition_column), tag)).inputFiles())

@@ -69,6 +69,10 @@ class Source(Protocol):
         when there is no input. A changed digest marks a complete partition stale."""
         ...
 
+    # Optional: ``size(spark, lakehouse, partition) -> int``, the bytes of the
+    # partition's input, by which the runner packs dates into work units; a source
+    # without it is packed by the number of dates alone.
+
 
 @dataclass(frozen=True)
 class JsonLinesSource:
@@ -109,6 +113,11 @@ class JsonLinesSource:
             stat = f.stat()
             digest.update(f"{f.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
         return f"files:{digest.hexdigest()}"
+
+    def size(self, spark: SparkSession, lakehouse: Lakehouse, partition: dt.date) -> int:
+        """Bytes of the partition's files, for packing dates into work units."""
+        folder = Path(self.partition_path(lakehouse, partition))
+        return sum(f.stat().st_size for f in _data_files(folder)) if folder.is_dir() else 0
 
     def read(
         self,

@@ -513,8 +513,13 @@ def commit_operations(table: Path) -> list[tuple[int, str]]:
 
 
 def tagged_commits(table: Path) -> list[tuple[int, str, dict]]:
-    """(version, operation, metadata) of the commits a ninelives attempt tagged."""
-    return [(v, op, meta) for v, op, meta in commits(table) if meta and "partition" in meta]
+    """(version, operation, metadata) of the commits a ninelives unit tagged."""
+    return [(v, op, meta) for v, op, meta in commits(table) if meta and "partitions" in meta]
+
+
+def committed_partitions(table: Path) -> list[str]:
+    """The partitions of each tagged commit, in log order (a unit's in date order)."""
+    return [p for _, _, meta in tagged_commits(table) for p in sorted(meta["partitions"])]
 
 
 def assert_log_has_no_gap(table: Path) -> None:

@@ -43,9 +43,9 @@ from tests.crashkit import (
     TARGET,
     Child,
     assert_recovered,
+    committed_partitions,
     expect_exit,
     reference_run,
-    tagged_commits,
 )
 from tests.helpers import assert_same_rows
 
@@ -127,6 +127,10 @@ def test_spark_submit_on_a_standalone_cluster_survives_kill_9_of_the_driver(
             str(lake_root),
             "--conf",
             str(conf),
+            # A unit per date: a complete date next to the crashed one (the crash suite
+            # kills inside units of several dates).
+            "--max-partitions-per-unit",
+            "1",
         ]
         logs = tmp_path / "submit-logs"
 
@@ -146,7 +150,7 @@ def test_spark_submit_on_a_standalone_cluster_survives_kill_9_of_the_driver(
             assert states[D1].state == COMPLETE, states
             assert states[D2].state != COMPLETE, states
             target_path = Path(str(lakehouse.table(TARGET).path))
-            committed = [meta["partition"] for _, _, meta in tagged_commits(target_path)]
+            committed = committed_partitions(target_path)
             assert committed == [D1.isoformat(), D2.isoformat()], committed
 
             # The master notices the dead driver and frees the worker's core.
@@ -177,7 +181,7 @@ def test_spark_submit_on_a_standalone_cluster_survives_kill_9_of_the_driver(
         states = ledger.states(JOB_NAME)[JOB_NAME]
         assert {d: s.state for d, s in states.items()} == dict.fromkeys(DATES, COMPLETE), states
         assert states[D1].attempt == 1, states[D1]
-        committed = [meta["partition"] for _, _, meta in tagged_commits(target_path)]
+        committed = committed_partitions(target_path)
         assert committed.count(D1.isoformat()) == 1, committed
         assert_recovered(spark, config, reference)
         phase("checks", mark)

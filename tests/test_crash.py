@@ -56,6 +56,7 @@ from tests.crashkit import (
     assert_recovered,
     child_env,
     commit_operations,
+    committed_partitions,
     diff_rows,
     expect_exit,
     files_under,
@@ -67,7 +68,6 @@ from tests.crashkit import (
     rerun,
     run_child,
     start_run,
-    tagged_commits,
 )
 
 DAYS = 3
@@ -171,10 +171,6 @@ def partition_state(spark: SparkSession, lake: Lake, day):
     return lake.states(spark).get(day)
 
 
-def committed_partitions(table: Path) -> list[str]:
-    return [meta["partition"] for _, _, meta in tagged_commits(table)]
-
-
 # ---------------------------------------------------------------- 1. named crash points
 
 
@@ -212,29 +208,33 @@ POINTS_BY_JOB = [
 def test_rerun_after_a_crash_at_each_point_equals_an_uninterrupted_run(
     request, spark, tmp_path, landing, point, job_name
 ) -> None:
-    """For the partition job and the watermark job (``--to D2`` from its watermark D2):
-    the child dies at the point in D2, and a plain rerun recovers. A watermark never
-    moves past a window whose completion is not recorded, and needs no ``--force`` to
-    finish a window whose data the crashed run already committed."""
+    """The partition job runs D1..D3 with D1 complete, so that D2 and D3 are one work
+    unit; the watermark job runs ``--to D2`` from its watermark D2. The child dies at the
+    point in D2, and a plain rerun recovers. A kill inside a unit takes all of its
+    partitions: neither D2 nor D3 is complete, and D3 is in the target commit exactly
+    when D2 is. A watermark never moves past a window whose completion is not recorded,
+    and needs no ``--force`` to finish a window whose data the crashed run committed."""
     job = JOBS[job_name]
     reference, first_day_done = request.getfixturevalue(SCENARIO[job_name])
     lake = new_lake(tmp_path, landing, template=first_day_done, job=job)
+    dates = TWO_DAYS if job.watermark_start is not None else DATES
+    unit = dates[1:]
 
-    crashed = run_child(lake, TWO_DAYS, crash_at=f"{point}@{D2}")
+    crashed = run_child(lake, dates, crash_at=f"{point}@{D2}")
     expect_exit(crashed, KILLED)
-    # The crash happened where it says: D2 claimed, not complete, target commit or not.
-    state = partition_state(spark, lake, D2)
-    assert state is not None and state.state != COMPLETE, (point, state)
-    if point in BEFORE_TARGET_COMMIT | AFTER_TARGET_COMMIT:
-        committed = D2.isoformat() in committed_partitions(lake.target_path)
-        assert committed == (point in AFTER_TARGET_COMMIT), (point, committed)
+    # The crash happened where it says: the unit claimed, not complete, committed or not.
+    committed = committed_partitions(lake.target_path)
+    for day in unit:
+        state = partition_state(spark, lake, day)
+        assert state is not None and state.state != COMPLETE, (point, day, state)
+        assert (day.isoformat() in committed) == (point in AFTER_TARGET_COMMIT), (point, day)
     if job.watermark_start is not None:
         assert lake.watermark(spark) == D2, "the watermark moved ahead of a crashed window"
 
-    rerun(spark, lake, TWO_DAYS)
+    rerun(spark, lake, dates)
     if job.watermark_start is not None:
         assert lake.watermark(spark) == D3
-    assert_recovered(spark, lake, reference.restricted(TWO_DAYS))
+    assert_recovered(spark, lake, reference.restricted(dates))
 
 
 # ---------------------------------------------------------------- 2. random instants

@@ -260,7 +260,7 @@ class SinkWithAConcurrentWriter(MergeSink):
     conflicting_sql: str = ""
 
     def write(self, spark, ref, df, partition_column, tag, **options):
-        if tag.attempt == 1:
+        if set(tag.attempts.values()) == {1}:
             started, committed = Path(self.barrier, "started"), Path(self.barrier, "committed")
 
             @F.udf("boolean")
@@ -433,8 +433,8 @@ def test_a_driver_out_of_memory_is_recorded_with_what_to_change(
     assert died.stderr.splitlines()[-1] == (
         f"ninelives: {message}; the ledger records {DAY} as failed. Spark's driver ran out "
         "of memory and died. The same command with the same settings dies the same way: "
-        "raise [spark] driver_memory in the config (spark-submit: --driver-memory), or give "
-        "the job fewer rows per partition, then rerun"
+        "raise [spark] driver_memory in the config (spark-submit: --driver-memory), or run "
+        "smaller units (--unit-size) or give the job fewer rows per partition, then rerun"
     )
     ledger = Ledger(spark, Lakehouse(sample_config.lakehouse).framework_table("ledger"))
     state = ledger.states("orders_swelling")["orders_swelling"][DAY]

@@ -125,8 +125,10 @@ def test_a_365_date_plan_is_one_ledger_read(spark, config) -> None:
     print(f"\n365-date plan with everything complete: {seconds:.2f} s, 1 ledger read")
 
 
-def test_parallel_partitions_equal_sequential_ones(spark, sample_config, tmp_path) -> None:
-    parallel = run(spark, sample_config, DATES, max_parallel=2)
+def test_parallel_units_equal_one_sequential_unit(spark, sample_config, tmp_path) -> None:
+    """Three units of one date, two at a time in threads of their own sessions, against
+    one unit of the three dates."""
+    parallel = run(spark, sample_config, DATES, max_parallel=2, unit_partitions=1)
     assert parallel.exit_code == 0 and len(parallel.results) == 3
     sequential_config = dataclasses.replace(
         sample_config,
@@ -138,4 +140,4 @@ def test_parallel_partitions_equal_sequential_ones(spark, sample_config, tmp_pat
         table(spark, sequential_config, "silver.orders"),
     )
     versions = {r.target_version for r in parallel.results}
-    assert len(versions) == 3  # one commit per partition, none lost
+    assert len(versions) == 3  # one commit per unit, none lost

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import subprocess
 from pathlib import Path
@@ -10,12 +11,13 @@ import pytest
 
 from framework.leases import held_message, this_host
 from framework.ledger import COMPLETE, FAILED, RUNNING, Ledger, PartitionState, utcnow
-from framework.runner import RunRequest, process_partition, reconcile, run_job
+from framework.runner import RunRequest, reconcile, run_job
 from framework.tables import Lakehouse
+from framework.unit import process_unit
 from jobs.orders_daily import JOB as ORDERS
 from tests.helpers import delta_versions
 
-D1, D2 = dt.date(2024, 1, 1), dt.date(2024, 1, 2)
+D1, D2, D3 = dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)
 
 
 def ledger_of(config) -> Ledger:
@@ -70,7 +72,8 @@ def test_a_claim_based_on_a_stale_read_loses(spark, config, how) -> None:
     ledger.ensure()
 
     def claim(new: PartitionState, seen: PartitionState | None) -> set[dt.date]:
-        return set(getattr(ledger, f"_claim_{how}")(ORDERS.name, {new.partition: (new, seen)}))
+        [won] = getattr(ledger, f"_claim_{how}")(ORDERS.name, [{new.partition: (new, seen)}])
+        return set(won)
 
     first = running(D1, 1, run_id="a")
     assert claim(first, None) == {D1}
@@ -86,6 +89,26 @@ def test_a_claim_based_on_a_stale_read_loses(spark, config, how) -> None:
     # A read older than that loses.
     assert claim(running(D1, 4, run_id="d", attempt=3), current) == set()
     assert ledger.states(ORDERS.name)[ORDERS.name][D1].run_id == "c"
+
+
+@pytest.mark.parametrize("how", ["under_lock", "by_merge"])
+def test_a_claim_numbers_its_units_above_every_number_the_job_holds(spark, config, how):
+    """The unit number is the target commit's transaction version: it only grows, and a
+    claim told a table's newer number (after a skipped commit) goes above it."""
+    ledger = ledger_of(config)
+    ledger.ensure()
+    claim = getattr(ledger, f"_claim_{how}")
+    first, second = claim(
+        ORDERS.name,
+        [{D1: (running(D1, 1, run_id="a"), None)}, {D2: (running(D2, 1, run_id="a"), None)}],
+    )
+    assert (first[D1].unit, second[D2].unit) == (1, 2)
+    [failed] = ledger.record(first[D1].advance(FAILED))
+    [again] = claim(ORDERS.name, [{D1: (running(D1, 1, run_id="a", attempt=2), failed)}])
+    assert again[D1].unit == 3
+    [above] = claim(ORDERS.name, [{D3: (running(D3, 1, run_id="a"), None)}], 40)
+    assert above[D3].unit == 41
+    assert ledger.states(ORDERS.name)[ORDERS.name][D3].unit == 41
 
 
 def test_a_live_lease_is_not_taken_then_a_dead_owner_is(spark, sample_config, live_process):
@@ -130,27 +153,39 @@ def test_wait_waits_for_the_holder_to_finish(spark, sample_config) -> None:
     assert report.exit_code == 0 and [r.attempt for r in report.results] == [2]
 
 
-def _abandon_after_writes(spark, sample_config) -> PartitionState:
-    """Do an attempt's writes under a dead runner's lease, without recording complete."""
+def _abandon_after_writes(spark, sample_config, partitions=(D1,)) -> list[PartitionState]:
+    """Do a unit's writes under a dead runner's leases, without recording complete."""
     ledger = ledger_of(sample_config)
-    state = running(D1, dead_pid(), run_id="crashed-run")
-    ledger.record(state)
-    process_partition(spark, Lakehouse(sample_config.lakehouse), ORDERS, state, None)
-    return state
+    pid = dead_pid()
+    states = [
+        dataclasses.replace(running(p, pid, run_id="crashed-run"), unit=1) for p in partitions
+    ]
+    ledger.record(states)
+    lake = Lakehouse(sample_config.lakehouse)
+    done = process_unit(spark, lake, ORDERS, {s.partition: s for s in states}, {})
+    assert all(s.state == COMPLETE for s in done.values()), done
+    return states
 
 
-def test_a_committed_but_unrecorded_attempt_is_healed_without_recompute(spark, sample_config):
-    _abandon_after_writes(spark, sample_config)
+@pytest.mark.parametrize("partitions", [(D1,), (D1, D2, D3)], ids=["one", "unit_of_3"])
+def test_a_committed_but_unrecorded_unit_is_healed_without_recompute(
+    spark, sample_config, partitions
+):
+    _abandon_after_writes(spark, sample_config, partitions)
     lake = Lakehouse(sample_config.lakehouse)
     target = Path(lake.table("silver.orders").path)
     commits = delta_versions(target)
 
-    report = run_job(spark, lake, ORDERS, RunRequest.for_dates([D1]))
+    report = run_job(spark, lake, ORDERS, RunRequest.for_dates(partitions))
     assert report.exit_code == 0 and report.results == []
-    [healed] = report.healed
-    assert (healed.state, healed.attempt, healed.run_id) == (COMPLETE, 1, "crashed-run")
-    assert healed.rows_read == healed.rows_written + healed.rows_rejected + healed.rows_duplicate
-    assert healed.rows_written == 100 and healed.rows_rejected > 0
+    assert [(h.partition, h.state, h.attempt, h.run_id) for h in report.healed] == [
+        (p, COMPLETE, 1, "crashed-run") for p in partitions
+    ]
+    for healed in report.healed:
+        assert healed.rows_read == (
+            healed.rows_written + healed.rows_rejected + healed.rows_duplicate
+        )
+        assert healed.rows_written == 100 and healed.rows_rejected > 0
     assert delta_versions(target) == commits  # nothing recomputed, nothing rewritten
 
 

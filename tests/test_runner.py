@@ -182,11 +182,17 @@ def test_a_failed_partition_does_not_stop_the_others(spark, sample_config) -> No
     assert report.incomplete == [DATES[1]]
 
 
-def test_fail_fast_stops_at_the_first_failure(spark, sample_config) -> None:
+def test_fail_fast_stops_before_the_unit_after_the_first_failure(spark, sample_config) -> None:
+    """The partitions of one unit are one pass: a failure stops the units after it."""
     shutil.rmtree(Path(sample_config.lakehouse.landing) / "orders" / "order_date=2024-01-01")
-    report = run(spark, sample_config, ORDERS, DATES, fail_fast=True)
+    report = run(spark, sample_config, ORDERS, DATES, fail_fast=True, unit_partitions=1)
     assert [(r.partition, r.state) for r in report.results] == [(DATES[0], FAILED)]
     assert report.incomplete == DATES
+    together = run(spark, sample_config, ORDERS, DATES, fail_fast=True, unit_partitions=2)
+    assert [(r.partition, r.state) for r in together.results] == [
+        (DATES[0], FAILED),
+        (DATES[1], COMPLETE),
+    ]
 
 
 def test_revenue_waits_for_orders_then_matches_silver(spark, sample_config) -> None:

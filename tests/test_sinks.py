@@ -50,26 +50,27 @@ def sink(request: pytest.FixtureRequest) -> MergeSink | ReplaceSink:
     return request.param
 
 
-def write(spark, config, sink, rows, day, attempt, run_id="r"):
+def write(spark, config, sink, rows, day, unit, run_id="r"):
+    """Write ``rows`` as a unit of one partition, ``day``, numbered ``unit``."""
     ref = Lakehouse(config.lakehouse).table(sink.table)
-    tag = CommitTag("job", day, run_id, attempt)
+    tag = CommitTag.single("job", day, run_id, unit)
     return sink.write(spark, ref, prepared(spark, rows, run_id), "day", tag), ref
 
 
 def test_two_runs_leave_the_table_unchanged(spark, config: Config, sink) -> None:
     rows = [(D1, "a", 1), (D1, "b", 2), (D2, "c", 3)]
     write(spark, config, sink, [r for r in rows if r[0] == D1], D1, 1)
-    _, ref = write(spark, config, sink, [r for r in rows if r[0] == D2], D2, 1)
+    _, ref = write(spark, config, sink, [r for r in rows if r[0] == D2], D2, 2)
     first = ref.read(spark).collect()
-    write(spark, config, sink, [r for r in rows if r[0] == D1], D1, 2, run_id="r2")
+    write(spark, config, sink, [r for r in rows if r[0] == D1], D1, 3, run_id="r2")
     assert_same_rows(ref.read(spark), spark.createDataFrame(first))
 
 
 def test_changed_source_gives_exactly_the_new_data(spark, config: Config, sink) -> None:
     write(spark, config, sink, [(D1, "a", 1), (D1, "b", 2), (D1, "gone", 9)], D1, 1)
-    write(spark, config, sink, [(D2, "other", 7)], D2, 1)
+    write(spark, config, sink, [(D2, "other", 7)], D2, 2)
     # b changes, gone vanishes from the partition, new appears; D2 is untouched.
-    _, ref = write(spark, config, sink, [(D1, "a", 1), (D1, "b", 20), (D1, "new", 5)], D1, 2)
+    _, ref = write(spark, config, sink, [(D1, "a", 1), (D1, "b", 20), (D1, "new", 5)], D1, 3)
     expected = prepared(spark, [(D1, "a", 1), (D1, "b", 20), (D1, "new", 5), (D2, "other", 7)])
     assert_same_rows(ref.read(spark), expected)
 
@@ -93,12 +94,12 @@ def test_unchanged_merge_updates_nothing_and_adds_no_file(spark, config: Config)
 def test_first_write_of_a_partition_is_one_overwrite_then_merges(spark, config) -> None:
     sink = MergeSink("silver.t")
     write(spark, config, sink, [(D2, "other", 7)], D2, 1)
-    first, ref = write(spark, config, sink, [(D1, "a", 1), (D1, "b", 2)], D1, 1)
+    first, ref = write(spark, config, sink, [(D1, "a", 1), (D1, "b", 2)], D1, 2)
     # No file of D1 yet: its rows go in by the partition's replaceWhere, not a MERGE.
     assert (first.operation, first.metric("numOutputRows")) == ("WRITE", 2)
     params = ref.delta(spark).history(1).first().operationParameters
     assert params["mode"] == "Overwrite" and "2024-01-15" in params["predicate"], params
-    second, _ = write(spark, config, sink, [(D1, "a", 1), (D1, "b", 3)], D1, 2)
+    second, _ = write(spark, config, sink, [(D1, "a", 1), (D1, "b", 3)], D1, 3)
     assert (second.operation, second.metric("numTargetRowsUpdated")) == ("MERGE", 1)
     expected = prepared(spark, [(D1, "a", 1), (D1, "b", 3), (D2, "other", 7)])
     assert_same_rows(ref.read(spark), expected)
@@ -108,7 +109,7 @@ def test_a_stale_attempt_at_an_empty_partition_is_fenced_off(spark, config) -> N
     """The newer attempt left the partition empty; the zombie's overwrite is skipped."""
     write(spark, config, MergeSink("silver.t"), [(D2, "other", 7)], D2, 1)
     write(spark, config, MergeSink("silver.t"), [], D1, 5)
-    with pytest.raises(FencedError, match="newer attempt"):
+    with pytest.raises(FencedError, match="newer unit"):
         write(spark, config, MergeSink("silver.t"), [(D1, "a", 999)], D1, 4, run_id="zombie")
     ref = Lakehouse(config.lakehouse).table("silver.t")
     assert [r.id for r in ref.read(spark).collect()] == ["other"]
@@ -128,27 +129,90 @@ def test_changed_merge_reports_its_row_counts(spark, config: Config) -> None:
     ) == (3, 1, 1, 1)
 
 
-def test_commit_is_tagged_with_job_partition_run_and_attempt(spark, config, sink) -> None:
+def test_commit_is_tagged_with_job_run_unit_and_each_partitions_attempt(spark, config, sink):
     commit, ref = write(spark, config, sink, [(D1, "a", 1)], D1, 7, run_id="run-x")
+    counts = {"rows_written": 1, "rows_inserted": 1, "rows_updated": 0, "rows_deleted": 0}
     assert commit.metadata == {
         "job": "job",
-        "partition": "2024-01-15",
         "run_id": "run-x",
-        "attempt": 7,
+        "unit": 7,
+        "partitions": {"2024-01-15": {"attempt": 7, **counts}},
     }
-    [found] = find_commits(spark, ref, "job", D1)
+    [found] = find_commits(spark, ref, "job")
     assert found.version == commit.version
     log = ref.path + f"/_delta_log/{commit.version:020d}.json"
     actions = [json.loads(line) for line in Path(log).read_text().splitlines()]
     txn = [a["txn"] for a in actions if "txn" in a]
-    assert txn == [
-        {"appId": "ninelives:job:2024-01-15", "version": 7, "lastUpdated": txn[0]["lastUpdated"]}
-    ]
+    assert txn == [{"appId": "ninelives:job", "version": 7, "lastUpdated": txn[0]["lastUpdated"]}]
+
+
+D3 = dt.date(2024, 1, 17)
+
+
+def write_unit(spark, config, sink, rows, unit, attempts, run_id="r"):
+    ref = Lakehouse(config.lakehouse).table(sink.table)
+    tag = CommitTag("job", run_id, unit, attempts)
+    return sink.write(spark, ref, prepared(spark, rows, run_id), "day", tag), ref
+
+
+def test_a_unit_of_many_partitions_is_one_commit_with_each_partitions_counts(
+    spark, config, sink
+) -> None:
+    """New partitions in one overwrite; then one MERGE over partitions old and new, whose
+    per-partition counts add up to its metrics; other partitions stay untouched."""
+    write(spark, config, sink, [(D3, "other", 7)], D3, 1)
+    first, ref = write_unit(
+        spark, config, sink, [(D1, "a", 1), (D1, "b", 2), (D2, "a", 3)], 2, {D1: 1, D2: 1}
+    )
+    assert first.operation == "WRITE"
+    assert (first.partition(D1)["rows_written"], first.partition(D2)["rows_written"]) == (2, 1)
+    rows = [(D1, "a", 1), (D1, "c", 4), (D2, "a", 30)]  # D1: b gone, c new; D2: a changed
+    second, _ = write_unit(spark, config, sink, rows, 3, {D1: 2, D2: 5}, run_id="r2")
+    assert_same_rows(ref.read(spark), prepared(spark, [*rows, (D3, "other", 7)]))
+    assert len(ref.delta(spark).history().collect()) == 4  # create, D3, unit 2, unit 3
+    if sink.strategy == "replace":
+        assert second.partition(D1)["rows_written"] == 2
+        return
+    assert second.operation == "MERGE"
+    assert {d: {k: v for k, v in second.partition(d).items()} for d in (D1, D2)} == {
+        D1: {
+            "attempt": 2,
+            "rows_written": 2,
+            "rows_inserted": 1,
+            "rows_updated": 0,
+            "rows_deleted": 1,
+        },
+        D2: {
+            "attempt": 5,
+            "rows_written": 1,
+            "rows_inserted": 0,
+            "rows_updated": 1,
+            "rows_deleted": 0,
+        },
+    }
+    assert (
+        second.metric("numTargetRowsInserted"),
+        second.metric("numTargetRowsUpdated"),
+        second.metric("numTargetRowsDeleted"),
+    ) == (1, 1, 1)
+
+
+def test_a_unit_numbered_below_a_committed_one_is_fenced_and_told_the_newest(
+    spark, config, sink
+) -> None:
+    """Another runner's unit of other dates committed a higher number first: Delta skips
+    ours, and the error says which number to claim above."""
+    write(spark, config, sink, [(D2, "b", 2)], D2, 8, run_id="other-runner")
+    with pytest.raises(FencedError, match="newer unit") as fenced:
+        write(spark, config, sink, [(D1, "a", 1)], D1, 7)
+    assert fenced.value.newest_unit == 8
+    ref = Lakehouse(config.lakehouse).table(sink.table)
+    assert [r.id for r in ref.read(spark).collect()] == ["b"]
 
 
 def test_a_stale_attempt_is_fenced_off(spark, config: Config, sink) -> None:
     write(spark, config, sink, [(D1, "a", 1)], D1, 5)
-    with pytest.raises(FencedError, match="newer attempt"):
+    with pytest.raises(FencedError, match="newer unit"):
         write(spark, config, sink, [(D1, "a", 999)], D1, 4, run_id="zombie")
     ref = Lakehouse(config.lakehouse).table(sink.table)
     assert [r.qty for r in ref.read(spark).collect()] == [1]
