@@ -267,8 +267,60 @@ def run_job(
     ``request.wait``. ``observers`` see the run start, every transition and the end.
     """
     ledger = Ledger(spark, lakehouse.framework_table("ledger"))
-    host, pid = this_host(), os.getpid()
-    report: RunReport | None = None
+    all_states = ledger.states(job.name, *job.depends_on)
+    if job.watermark_start is not None:
+        windows = watermark_windows(job, all_states[job.name], request)
+        request = dataclasses.replace(request, partitions=windows)
+    plan = _plan(spark, lakehouse, job, request, all_states[job.name])
+    report = RunReport(job.name, new_run_id(), plan, states=dict(all_states[job.name]))
+    if request.dry_run:
+        return report
+    for observer in observers:
+        observer.run_started(report)
+    with _lease_renewer(spark, ledger, report.run_id, request) as renewer:
+        while True:
+            held, stop = _claim_and_process(
+                spark, ledger, lakehouse, job, request, plan, all_states, report, observers, renewer
+            )
+            if stop or not held or not request.wait:
+                break
+            time.sleep(request.wait_poll_seconds)
+            all_states = ledger.states(job.name, *job.depends_on)
+            plan = _plan(spark, lakehouse, job, request, all_states[job.name])
+    done = {s.partition for s in [*report.results, *report.healed]}
+    report.held = {p: s for p, s in held.items() if p not in done}
+    report.finished_at = utcnow()
+    for observer in observers:
+        observer.run_finished(report)
+    return report
+
+
+def _plan(
+    spark: SparkSession,
+    lakehouse: Lakehouse,
+    job: Job,
+    request: RunRequest,
+    states: dict[dt.date, PartitionState],
+) -> Plan:
+    stale = (
+        stale_partitions(spark, lakehouse, job, states, request.partitions)
+        if request.include_stale and not request.force
+        else frozenset()
+    )
+    return plan_partitions(
+        request.partitions,
+        states,
+        force=request.force,
+        only_failed=request.only_failed,
+        lookback_days=job.lookback_days,
+        stale=stale,
+    )
+
+
+def _lease_renewer(
+    spark: SparkSession, ledger: Ledger, run_id: str, request: RunRequest
+) -> LeaseRenewer:
+    """Renews the run's held leases in the background, through a session of its own."""
     renewal_ledger = Ledger(spark.newSession(), ledger.ref)
     lease = dt.timedelta(seconds=request.lease_seconds)
 
@@ -279,95 +331,81 @@ def run_job(
             dataclasses.replace(s, lease_expires_at=expires, recorded_at=None) for s in states
         )
 
-    run_id = new_run_id()
-    processed: set[dt.date] = set()
-    with LeaseRenewer(run_id, request.lease_seconds / 3, renew) as renewer:
-        while True:
-            all_states = ledger.states(job.name, *job.depends_on)
-            states = all_states[job.name]
-            if job.watermark_start is not None and report is None:
-                request = dataclasses.replace(
-                    request, partitions=watermark_windows(job, states, request)
-                )
-            stale = (
-                stale_partitions(spark, lakehouse, job, states, request.partitions)
-                if request.include_stale and not request.force
-                else frozenset()
-            )
-            plan = plan_partitions(
-                request.partitions,
-                states,
-                force=request.force,
-                only_failed=request.only_failed,
-                lookback_days=job.lookback_days,
-                stale=stale,
-            )
-            if report is None:
-                report = RunReport(job.name, run_id, plan, states=dict(states))
-                if request.dry_run:
-                    return report
-                for observer in observers:
-                    observer.run_started(report)
-            now = utcnow()
-            todo = [p for p in plan.to_run if p not in processed]
-            held = {p: states[p] for p in todo if is_held(states.get(p), now, host)}
-            free = [p for p in todo if p not in held]
-            if not request.force:
-                healed = heal_abandoned(
-                    spark, lakehouse, job, [states[p] for p in free if p in states]
-                )
-                if healed:
-                    ledger.record(healed)
-                    report.healed.extend(healed)
-                    for state in healed:
-                        _notify(observers, state, None)
-                    processed.update(h.partition for h in healed)
-                    free = [p for p in free if p not in processed]
-            claims = {
-                p: (_running(job, p, states.get(p), run_id, host, pid, now + lease), states.get(p))
-                for p in free
-            }
-            units = pack(spark, lakehouse, job, free, request)
-            try:
-                won_units = ledger.claim([{p: claims[p] for p in unit} for unit in units])
-            except delta_conflicts():
-                # Another runner's claim committed between our read and ours (storage
-                # that arbitrates commits): plan again from the ledger as it is now.
-                continue
-            won = {p: s for unit in won_units for p, s in unit.items()}
-            lost = [p for p in free if p not in won]
-            if lost:  # claimed by another runner between our read and our claim
-                latest = ledger.states(job.name)[job.name]
-                held.update({p: latest[p] for p in lost if p in latest})
-            renewer.hold(won.values())
-            # What the ledger holds now: this run's claims are running, and each
-            # partition's final state replaces its claim as it is recorded.
-            all_states = {**all_states, job.name: {**states, **won}}
-            for state in sorted(won.values(), key=lambda s: s.partition):
+    return LeaseRenewer(run_id, request.lease_seconds / 3, renew)
+
+
+def _claim_and_process(
+    spark: SparkSession,
+    ledger: Ledger,
+    lakehouse: Lakehouse,
+    job: Job,
+    request: RunRequest,
+    plan: Plan,
+    all_states: dict[str, dict[dt.date, PartitionState]],
+    report: RunReport,
+    observers: Sequence[RunObserver],
+    renewer: LeaseRenewer,
+) -> tuple[dict[dt.date, PartitionState], bool]:
+    """One round over the plan's partitions this run has not finished: heal the
+    abandoned ones whose commits exist, claim the free ones in units, process the units.
+    Returns the partitions another live runner holds and whether ``fail_fast`` stopped."""
+    states = all_states[job.name]
+    host, pid, now = this_host(), os.getpid(), utcnow()
+    done = {s.partition for s in [*report.results, *report.healed]}
+    todo = [p for p in plan.to_run if p not in done]
+    held = {p: states[p] for p in todo if is_held(states.get(p), now, host)}
+    free = [p for p in todo if p not in held]
+    if not request.force:
+        healed = heal_abandoned(spark, lakehouse, job, [states[p] for p in free if p in states])
+        if healed:
+            ledger.record(healed)
+            report.healed.extend(healed)
+            for state in healed:
                 _notify(observers, state, None)
-            finals, stop = _process_units(
-                spark,
-                ledger,
-                lakehouse,
-                job,
-                request,
-                [unit for unit in won_units if unit],
-                states,
-                all_states,
-                report,
-                observers,
-                renewer,
-            )
-            processed.update(finals)
-            report.results.extend(finals.values())
-            report.results.sort(key=lambda r: r.partition)
-            if stop or not held or not request.wait:
-                report.held = {p: s for p, s in held.items() if p not in processed}
-                report.finished_at = utcnow()
-                for observer in observers:
-                    observer.run_finished(report)
-                return report
-            time.sleep(request.wait_poll_seconds)
+            free = [p for p in free if p not in {h.partition for h in healed}]
+    expires = now + dt.timedelta(seconds=request.lease_seconds)
+    claims = {
+        p: (_running(job, p, states.get(p), report.run_id, host, pid, expires), states.get(p))
+        for p in free
+    }
+    units = pack(spark, lakehouse, job, free, request)
+    try:
+        won_units = ledger.claim([{p: claims[p] for p in unit} for unit in units])
+    except delta_conflicts():
+        # Another runner's claim committed between our read and ours (storage that
+        # arbitrates commits): plan again from the ledger as it is now.
+        fresh = ledger.states(job.name, *job.depends_on)
+        again = _plan(spark, lakehouse, job, request, fresh[job.name])
+        return _claim_and_process(
+            spark, ledger, lakehouse, job, request, again, fresh, report, observers, renewer
+        )
+    won = {p: s for unit in won_units for p, s in unit.items()}
+    lost = [p for p in free if p not in won]
+    if lost:  # claimed by another runner between our read and our claim
+        latest = ledger.states(job.name)[job.name]
+        held.update({p: latest[p] for p in lost if p in latest})
+    renewer.hold(won.values())
+    # What the ledger holds now: this run's claims are running, and each partition's
+    # final state replaces its claim as it is recorded.
+    all_states = {**all_states, job.name: {**states, **won}}
+    for state in sorted(won.values(), key=lambda s: s.partition):
+        _notify(observers, state, None)
+    finals, stop = _process_units(
+        spark,
+        ledger,
+        lakehouse,
+        job,
+        request,
+        [unit for unit in won_units if unit],
+        states,
+        all_states,
+        report,
+        observers,
+        renewer,
+    )
+    report.results.extend(finals.values())
+    report.results.sort(key=lambda r: r.partition)
+    return held, stop
 
 
 def pack(
