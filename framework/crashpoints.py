@@ -5,7 +5,8 @@ process group with SIGKILL: driver, JVM and Python workers die at once, as in a 
 ``kill -9``. The variable is read once at import, so an unset variable costs one
 ``is None`` check per point.
 
-:data:`POINTS` lie on a partition's way through one attempt. :data:`RENEWAL_POINT` is
+:data:`POINTS` lie on a work unit's way through one attempt; a date names any of its
+partitions (the whole unit dies). :data:`RENEWAL_POINT` is
 in the lease renewer's background thread, as it is about to commit a renewal, whatever
 the run's main thread is doing then. Points inside Delta's own commits, where no Python
 code runs, are the crash kit's (``tests/crashkit.py``, ``JVM_POINTS``).
@@ -16,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
+from collections.abc import Iterable
 
 POINTS = (
     "after_claim",
@@ -27,6 +29,13 @@ POINTS = (
 RENEWAL_POINT = "lease_renewal"
 
 _SPEC = os.environ.get("NINELIVES_CRASH_AT") or None
+
+
+def crash_points(name: str, partitions: Iterable[dt.date]) -> None:
+    """:func:`crash_point` for each partition of a work unit: a spec naming any of them
+    kills the whole unit there."""
+    for partition in partitions:
+        crash_point(name, partition)
 
 
 def crash_point(name: str, partition: dt.date | None = None) -> None:

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 from pyspark.sql import SparkSession
 
-from framework.crashpoints import RENEWAL_POINT, crash_point
+from framework.crashpoints import RENEWAL_POINT, crash_point, crash_points
 from framework.errors import (
     DriverDiedError,
     FencedError,
@@ -462,8 +462,7 @@ def _process_units(
             if not hasattr(sessions, "spark"):
                 sessions.spark = spark.newSession()
             session = sessions.spark
-        for partition in unit:
-            crash_point("after_claim", partition)
+        crash_points("after_claim", unit)
         finals = _work_unit(
             session,
             ledger,

@@ -34,7 +34,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from framework.crashpoints import crash_point
+from framework.crashpoints import crash_points
 from framework.errors import (
     AccountingError,
     ExpectationFailedError,
@@ -396,11 +396,6 @@ def _check_counts(job: Job, lakehouse: Lakehouse, partition: dt.date, counts: Co
         )
 
 
-def _crash_points(name: str, partitions: object) -> None:
-    for partition in partitions:  # type: ignore[attr-defined]
-        crash_point(name, partition)
-
-
 def process_unit(
     spark: SparkSession,
     lakehouse: Lakehouse,
@@ -445,7 +440,7 @@ def process_unit(
                 read=counts[only].read + len(unreadable),
                 rejected=counts[only].rejected + len(unreadable),
             )
-        _crash_points("after_read", partitions)
+        crash_points("after_read", partitions)
         outcome: dict[dt.date, PartitionState | Exception] = dict(found.failed)
         for partition, partition_counts in counts.items():
             try:
@@ -509,7 +504,7 @@ def process_unit(
                 tag,
                 evolve=job.schema_drift == "evolve",
             )
-            _crash_points("after_target_commit", ok)
+            crash_points("after_target_commit", ok)
             check_totals(commit, where)
 
         if quarantined:
@@ -521,9 +516,9 @@ def process_unit(
                 qtag,
                 first=all(previous.get(p) is None and attempts[p] == 1 for p in quarantined),
             )
-            _crash_points("after_rejects_commit", quarantined)
+            crash_points("after_rejects_commit", quarantined)
 
-        _crash_points("before_complete", ok)
+        crash_points("before_complete", ok)
         for partition in ok:
             assert commit is not None
             outcome[partition] = _complete(job, running[partition], counts[partition], commit)
