@@ -16,8 +16,9 @@ target commit (:class:`~framework.errors.AccountingError`). A partition that fai
 before the write (no source, schema drift, a ``fail`` rule, too many rejects) is left
 out of the commits and reported with its error; its neighbours commit.
 
-A unit's memory does not grow with its rows: the staged rows are persisted with
-``MEMORY_AND_DISK``, so a unit larger than the heap spills to local disk.
+The staged rows are persisted with ``MEMORY_AND_DISK`` (what does not fit the storage
+memory spills to local disk), and the runner bounds a unit by its input bytes
+(``run.unit_size``).
 """
 
 from __future__ import annotations
