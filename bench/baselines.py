@@ -6,6 +6,7 @@ local_session_builder``: same master, shuffle partitions, driver memory, Delta j
 
     python bench/baselines.py bare  --conf C --target T --from D --to D
     python bench/baselines.py plain --conf C --target T
+    python bench/baselines.py bulk  --conf C --target T --from D --to D
     python bench/baselines.py naive --conf C --target T --from D --to D [--crash-after N]
     python bench/baselines.py inspect --conf C --table T [--table T ...] [--ledger LH ...]
 
@@ -22,6 +23,13 @@ local_session_builder``: same master, shuffle partitions, driver memory, Delta j
   before; Delta skips no target file for it, so each MERGE scans the whole table).
 * ``plain``: the floor: one read of every date's JSON, ``normalise_orders``, one
   partitioned Delta write.
+* ``bulk``: what a user writes instead of ninelives for a range of dates: ONE Spark
+  job over all the dates: the bare loop's reader over every date's folder at once, the
+  same transform, key and row hash, latest ``ingested_at`` wins per (date, key), then
+  one ``replaceWhere`` overwrite commit of the whole range (``order_date >= first AND
+  order_date <= last``) into a table created like the bare loop's (partitioned by
+  ``order_date``, deletion vectors). No ledger, counts, quarantine or commit tags, and
+  nothing to resume from: a crash redoes every date.
 * ``naive``: what a user writes without ninelives: the bare loop with a blind append
   instead of the MERGE. ``--crash-after N`` SIGKILLs its own process group after the
   N-th date's append, like ``NINELIVES_CRASH_AT``.
@@ -62,8 +70,11 @@ def landing(conf: str) -> str:
     return load_config(conf).lakehouse.landing
 
 
-def read_json(spark: SparkSession, path: str) -> DataFrame:
-    """The job's reader: its schema plus a corrupt-record column, PERMISSIVE, good lines only."""
+def read_json(spark: SparkSession, path: str | list[str]) -> DataFrame:
+    """The job's reader: its schema plus a corrupt-record column, PERMISSIVE, good lines only.
+
+    ``path``: one date's folder, or a list of them (``order_date`` then comes from each
+    line, as for one folder: no partition discovery above the given folders)."""
     raw = (
         spark.read.schema(raw_order_schema(CORRUPT))
         .option("mode", "PERMISSIVE")
@@ -73,14 +84,19 @@ def read_json(spark: SparkSession, path: str) -> DataFrame:
     return raw.where(F.col(CORRUPT).isNull()).drop(CORRUPT)
 
 
-def deduped(spark: SparkSession, path: str, run_id: str) -> DataFrame:
-    """One date: read, transform, key + row hash, latest ``ingested_at`` per key."""
+def deduped(spark: SparkSession, path: str | list[str], run_id: str) -> DataFrame:
+    """Read, transform, key + row hash, latest ``ingested_at`` per key.
+
+    One date's folder (the loops: per key) or a list of them (``bulk``: per (date, key),
+    like ninelives' units; the key includes ``order_date``, so the rows kept are the
+    same)."""
     out = (
         normalise_orders(read_json(spark, path))
         .transform(with_key(JOB.key))
         .transform(with_row_hash())
     )
-    latest_first = Window.partitionBy(KEY_COLUMN).orderBy(
+    by = [PARTITION_COLUMN, KEY_COLUMN] if isinstance(path, list) else [KEY_COLUMN]
+    latest_first = Window.partitionBy(*by).orderBy(
         F.col("ingested_at").desc_nulls_last(), F.col(ROW_HASH_COLUMN).desc()
     )
     return (
@@ -100,13 +116,9 @@ def day_path(root: str, day: dt.date) -> str:
     return f"{root}/{ORDERS_FOLDER}/{PARTITION_COLUMN}={day.isoformat()}"
 
 
-def merge_day(
-    spark: SparkSession, target: str, df: DataFrame, day: dt.date, *, nmbs: bool = False
-) -> None:
-    """The write of ``framework.sinks.MergeSink``, hand-written (``nmbs``: the old MERGE).
-
-    Like MergeSink: the partition's ``replaceWhere`` overwrite when the target has no
-    file of it, else the MERGE."""
+def ensure_table(spark: SparkSession, target: str, df: DataFrame) -> None:
+    """Create the target like ``framework.sinks.ensure_table``: partitioned by the date,
+    deletion vectors on."""
     if not DeltaTable.isDeltaTable(spark, target):
         (
             DeltaTable.createIfNotExists(spark)
@@ -116,6 +128,16 @@ def merge_day(
             .property("delta.enableDeletionVectors", "true")
             .execute()
         )
+
+
+def merge_day(
+    spark: SparkSession, target: str, df: DataFrame, day: dt.date, *, nmbs: bool = False
+) -> None:
+    """The write of ``framework.sinks.MergeSink``, hand-written (``nmbs``: the old MERGE).
+
+    Like MergeSink: the partition's ``replaceWhere`` overwrite when the target has no
+    file of it, else the MERGE."""
+    ensure_table(spark, target, df)
     in_partition = F.col(f"t.{PARTITION_COLUMN}") == F.lit(day)
     files = (
         spark.read.format("delta").load(target).where(F.col(PARTITION_COLUMN) == F.lit(day))
@@ -185,6 +207,28 @@ def plain(args: argparse.Namespace) -> None:
     print("plain done", flush=True)
 
 
+def bulk(args: argparse.Namespace) -> None:
+    """All dates in one Spark job and one ``replaceWhere`` commit of the whole range."""
+    spark = session(args.conf, "bench-bulk")
+    root = landing(args.conf)
+    started = time.monotonic()
+    days = dates(args.start, args.end)
+    df = deduped(spark, [day_path(root, day) for day in days], f"bulk-{os.getpid()}")
+    ensure_table(spark, args.target, df)
+    in_range = f"{PARTITION_COLUMN} >= DATE'{days[0]}' AND {PARTITION_COLUMN} <= DATE'{days[-1]}'"
+    (
+        df.write.format("delta")
+        .mode("overwrite")
+        .option("replaceWhere", in_range)
+        .partitionBy(PARTITION_COLUMN)
+        .save(args.target)
+    )
+    print(
+        f"bulk {days[0]}..{days[-1]} ({len(days)} dates) done in {time.monotonic() - started:.1f}s",
+        flush=True,
+    )
+
+
 def inspect(args: argparse.Namespace) -> None:
     spark = session(args.conf, "bench-inspect")
     result: dict[str, object] = {"tables": {}, "ledgers": {}}
@@ -220,7 +264,7 @@ def inspect(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("mode", choices=("bare", "bare-nmbs", "plain", "naive", "inspect"))
+    parser.add_argument("mode", choices=("bare", "bare-nmbs", "plain", "bulk", "naive", "inspect"))
     parser.add_argument("--conf", required=True, help="the benchmark's TOML config")
     parser.add_argument("--target", help="Delta table path to write")
     parser.add_argument("--from", dest="start", type=dt.date.fromisoformat)
@@ -233,6 +277,10 @@ def main(argv: list[str] | None = None) -> None:
         if not (args.target and args.start and args.end):
             parser.error(f"{args.mode} needs --target, --from and --to")
         loop(args, append=args.mode == "naive", nmbs=args.mode == "bare-nmbs")
+    elif args.mode == "bulk":
+        if not (args.target and args.start and args.end):
+            parser.error("bulk needs --target, --from and --to")
+        bulk(args)
     elif args.mode == "plain":
         if not args.target:
             parser.error("plain needs --target")

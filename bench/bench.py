@@ -4,32 +4,57 @@ Every case is a real child process (``python -m framework.cli ...`` or
 ``bench/baselines.py``) on the SAME generated landing data, seeded once with
 ``jobs.landing.seed_orders`` (``rows // days`` good events per date) and reused while
 its size matches. Each child gets the same TOML config (``local[2]``, 4 shuffle
-partitions, 4g driver, Spark event log on) and its own fresh lakehouse. The benchmark
-times each child's wall clock, polls its process tree every 0.2 s with psutil (peak RSS
-of the JVM and of the whole tree, CPU seconds), and counts its Spark jobs from the
-event log.
+partitions, 4g driver) and its own fresh lakehouse. The benchmark times each child's
+wall clock, polls its process tree every 0.2 s with psutil (peak RSS of the JVM and of
+the whole tree, CPU seconds), and counts its Spark jobs from the event log where it
+wrote one.
+
+ninelives packs the planned dates of a run into work units (consecutive dates, up to
+``--unit-size`` of input, default 1GB, and ``--max-partitions-per-unit``, default 31):
+one Spark pass and one commit per table (target, quarantine, ledger) per unit. The
+runs below use the defaults.
 
 Cases::
 
-    a  full run: orders_daily over all dates
-    b  crash after 27 of 30 dates (NINELIVES_CRASH_AT=after_claim@<28th date>, rc -9),
-       then a rerun                                   recovery_ratio = rerun_s / full_s
+    a  full run: orders_daily over all dates                       full_s
+    b  the same command as a, SIGKILLed (its whole process group) once 90 % of a's
+       wall time has passed, then a rerun          recovery_ratio = rerun_s / full_s
     c  no-op rerun of a's lakehouse with the landing folder renamed away (must exit 0;
        no Spark SQL execution may touch the landing or the target)
                                                       noop_ratio = noop_s / full_s
-    d  bare loop: the same per-date read, transform, dedupe and MERGE, hand-written
-                                                      overhead_vs_bare = full_s / bare_s
-    e  plain floor: one bulk partitioned Delta append   overhead_vs_plain = full_s / plain_s
+    d  bare loop: the same per-date read, transform, dedupe and write, hand-written
+                                                      full_vs_bare = full_s / bare_s
+    e  plain floor: one bulk partitioned Delta append  full_vs_plain = full_s / plain_s
     f  naive: append-only loop killed after 27 dates, rerun from scratch
                                                       naive_duplicates = rows - distinct keys
                                                       ninelives_duplicates (b's target)
     g  unchanged rerun: ``run --date D --force`` on a's lakehouse: rows updated and files
        added by the commit(s) it made, from the target's Delta log
-    h  peak RSS of a and b
+    h  peak RSS of every run (a, b, c, d, e, i, j)                  peak_rss_mb
+    i  bulk: what a user writes instead: ONE Spark job over all dates (same reader,
+       transform, key, row hash, latest-wins dedupe per (date, key)) and one
+       replaceWhere commit of the whole range          full_vs_bulk = full_s / bulk_s
+    j  scaling: the same total rows over 90 and 365 dates (landing data of their own,
+       rows // 90 and rows // 365 a day), a full run each
+                                     dates_90_vs_30, dates_365_vs_30 = j_s / full_s
+
+``overhead_vs_bare`` and ``overhead_vs_plain``, the names of ``full_vs_bare`` and
+``full_vs_plain`` before work units, are kept in latest.json as aliases.
+
+Case b's kill: with work units a crash point such as ``after_claim@<28th date>`` no
+longer falls after 27 dates of work (at the default unit size all 30 dates may be one
+unit, claimed before any is read). So b runs a's command and is killed by the harness
+at 90 % of a's measured wall time (the fastest a with ``--repeat``), alone, so that
+the same share of the work is done (``--kill-clock cpu``: at 90 % of a's CPU seconds
+instead). ``crash`` in latest.json says when it was killed, how many dates its target
+had committed by then, and how many the rerun wrote again.
+
+Timed runs (a, d, i, e, c, j, b's killed run, b's rerun) run one at a time; f and g,
+whose durations are no metric, run side by side unless ``--serial``.
 
 Run from the repository root (``make bench ROWS=1000000``)::
 
-    python bench/bench.py --rows 1000000 [--cases abcdefg] [--parallel-sweep] [--bare-nmbs]
+    python bench/bench.py --rows 1000000 [--cases abcdefgij] [--parallel-sweep] [--bare-nmbs]
 
 It writes ``bench/results/latest.json`` (and a copy, ``rows-<ROWS>.json``),
 ``bench/results/ratios.png`` and ``bench/RESULTS.md``. ``--parallel-sweep`` adds full runs
@@ -77,14 +102,33 @@ MB = 1024 * 1024
 
 TARGETS: dict[str, tuple[str, float, str]] = {
     # metric: (comparison, target, case)
-    "recovery_ratio": ("<=", 0.15, "b"),
+    "full_vs_bulk": ("<=", 1.25, "i"),
+    "full_vs_plain": ("<=", 2.5, "e"),
+    "full_vs_bare": ("<=", 1.0, "d"),
+    "recovery_ratio": ("<=", 0.20, "b"),
     "noop_ratio": ("<=", 0.05, "c"),
-    "overhead_vs_bare": ("<=", 1.15, "d"),
-    "overhead_vs_plain": ("<=", 3.0, "e"),
+    "dates_365_vs_30": ("<=", 1.5, "j"),
     "ninelives_duplicates": ("==", 0, "f"),
     "unchanged_rows_updated": ("==", 0, "g"),
     "unchanged_files_added": ("==", 0, "g"),
 }
+# Keys of latest.json before work units: kept as aliases of their new names, and read
+# from old files by --report-only.
+ALIASES = {"overhead_vs_bare": "full_vs_bare", "overhead_vs_plain": "full_vs_plain"}
+# The same ratios in CPU seconds (results' cpu_ratios) under their own names.
+CPU_KEYS = {
+    "recovery_ratio": "recovery",
+    "noop_ratio": "noop",
+    "full_vs_bare": "vs_bare",
+    "full_vs_plain": "vs_plain",
+    "full_vs_bulk": "vs_bulk",
+    "dates_90_vs_30": "dates_90_vs_30",
+    "dates_365_vs_30": "dates_365_vs_30",
+}
+CRASH_FRACTION = 0.9
+"""Case b is killed when this share of case a's wall time has passed."""
+SCALING_DAYS = (90, 365)
+"""Case j: the same total rows over these many dates, against case a's."""
 
 
 # -- child processes ------------------------------------------------------------------
@@ -106,6 +150,12 @@ class Measured:
     """Mean 1-minute load average over the run (samples every 0.2 s)."""
     max_procs: int = 0
     timed_out: bool = False
+    killed_after_s: float | None = None
+    """Set when the harness SIGKILLed the child's process group on purpose (case b)."""
+    killed_at_cpu_s: float | None = None
+    """The tree's CPU seconds by then."""
+    started_epoch: float = 0.0
+    """``time.time()`` at the start: lines the run up with its Delta commit timestamps."""
     log: str = ""
     eventlog: dict[str, Any] = field(default_factory=dict)
 
@@ -158,8 +208,14 @@ def run_child(
     workdir: Path,
     env: dict[str, str],
     timeout: float,
+    kill_after: float | None = None,
+    kill_after_cpu: float | None = None,
 ) -> Measured:
-    """Run ``argv`` in its own process group; time it and poll its tree every 0.2 s."""
+    """Run ``argv`` in its own process group; time it and poll its tree every 0.2 s.
+
+    ``kill_after``: SIGKILL the whole process group once that many seconds have passed
+    (a ``kill -9`` at a chosen moment; the exit code is then -9); ``kill_after_cpu``:
+    once its process tree has used that many CPU seconds."""
     logs = workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"{name}.log"
@@ -168,6 +224,7 @@ def run_child(
     cpu: dict[int, float] = {}
     with open(log_path, "w") as log:
         started = time.monotonic()
+        result.started_epoch = time.time()
         proc = subprocess.Popen(
             argv,
             cwd=workdir,
@@ -196,7 +253,16 @@ def run_child(
                 break
             except subprocess.TimeoutExpired:
                 pass
-            if time.monotonic() - started > timeout:
+            elapsed = time.monotonic() - started
+            used = sum(cpu.values())
+            if result.killed_after_s is None and (
+                (kill_after is not None and elapsed >= kill_after)
+                or (kill_after_cpu is not None and used >= kill_after_cpu)
+            ):
+                result.killed_after_s = round(elapsed, 2)
+                result.killed_at_cpu_s = round(used, 1)
+                _kill_group(proc.pid)
+            if elapsed > timeout:
                 result.timed_out = True
                 _kill_group(proc.pid)
         result.seconds = time.monotonic() - started
@@ -209,8 +275,9 @@ def run_child(
             break
         time.sleep(0.1)
     result.cpu_s = sum(cpu.values())
+    killed = f" (killed at {result.killed_after_s}s)" if result.killed_after_s is not None else ""
     print(
-        f"[bench] {name}: rc={result.rc} {result.seconds:.1f}s cpu={result.cpu_s:.0f}s "
+        f"[bench] {name}: rc={result.rc}{killed} {result.seconds:.1f}s cpu={result.cpu_s:.0f}s "
         f"java={result.java_rss_mb:.0f}MB tree={result.tree_rss_mb:.0f}MB",
         flush=True,
     )
@@ -372,57 +439,181 @@ def _median(values: list[float]) -> float | None:
     return round(values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2, 2)
 
 
-def partition_profile(work: Path) -> dict[str, Any]:
-    """Where one partition's time goes, from the Delta logs of runs a and d (no Spark).
+def _user_metadata(commit: dict[str, Any]) -> dict[str, Any] | None:
+    text = commit.get("userMetadata")
+    try:
+        meta = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return meta if isinstance(meta, dict) else None
 
-    ninelives, per partition of run a (attempt 1), between consecutive commits (a run
-    claims all its partitions up front, in one ledger commit): the target write since
-    the previous partition's ledger ``complete`` row (fingerprint, read, validate,
-    stage, count and the write: a ``replaceWhere`` into an empty partition, or a MERGE,
-    whose own ``executionTimeMs`` is split out); the quarantine commit since the
-    target's; the ledger's ``complete`` row since the quarantine's. Bare loop, per date
-    of run d: its write (a MERGE's source materialization is the read and dedupe) and
-    the rest. Medians
-    over the dates, first date excluded (JVM warm-up).
+
+UnitKey = tuple[Any, ...]
+
+
+def _unit_of(meta: dict[str, Any]) -> tuple[UnitKey, dict[str, dict[str, Any]]] | None:
+    """(unit key, {date: what the tag says of it}) of a ninelives commit's userMetadata.
+
+    The unit format is ``{"job", "run_id", "unit", "partitions": {date: {"attempt",
+    counts...}}}``; the per-partition one from before work units (``{"job",
+    "partition", "run_id", "attempt", ...}``) reads as a unit of one date, so that
+    ``--report-only`` still profiles an old workdir."""
+    if isinstance(meta.get("partitions"), dict) and meta.get("unit") is not None:
+        return ("unit", int(meta["unit"])), meta["partitions"]
+    if meta.get("partition"):
+        return ("partition", meta["partition"], meta.get("attempt")), {meta["partition"]: meta}
+    return None
+
+
+def _stat_range(files: list[dict[str, Any]], column: str) -> tuple[Any, Any]:
+    lows = [(f.get("minValues") or {}).get(column) for f in files]
+    highs = [(f.get("maxValues") or {}).get(column) for f in files]
+    if not files or None in lows or None in highs:
+        return None, None
+    return min(lows), max(highs)
+
+
+def _ledger_commits(table: Path) -> tuple[float | None, dict[UnitKey, float]]:
+    """The first claim (a commit of ``running`` rows only) and, per unit, the commit of
+    its outcome rows (``complete``/``failed``), from the ledger's file statistics.
+
+    A unit's outcome is one commit of its partitions' rows, which carry the unit number
+    (the ``unit`` column); an old ledger without it has one commit per partition."""
+    claim = None
+    outcomes: dict[UnitKey, float] = {}
+    for c in _commit_infos(table):
+        files = c["added"]
+        if not files:
+            continue
+        low_state, high_state = _stat_range(files, "state")
+        if low_state == "running":
+            if claim is None and high_state == "running":
+                claim = c["timestamp"]
+            continue
+        if high_state not in ("complete", "failed"):
+            continue
+        low_unit, high_unit = _stat_range(files, "unit")
+        if low_unit is not None and low_unit == high_unit:
+            outcomes.setdefault(("unit", int(low_unit)), c["timestamp"])
+        first, last = _stat_range(files, "partition")
+        attempt, same = _stat_range(files, "attempt")
+        if first is not None and first == last and attempt == same:
+            outcomes.setdefault(("partition", first, attempt), c["timestamp"])
+    return claim, outcomes
+
+
+def _seconds(later: float | None, earlier: float | None) -> float | None:
+    return round((later - earlier) / 1000, 2) if later is not None and earlier is not None else None
+
+
+UNIT_STEPS = ("to_target_commit_s", "target_to_quarantine_s", "quarantine_to_ledger_s", "unit_s")
+
+
+def unit_profile(lh: Path, run: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Where a ninelives run's time goes, unit by unit, from its lakehouse's Delta logs.
+
+    A unit is one target commit, one quarantine commit and one ledger commit of its
+    partitions' outcomes, all tagged with its number (the target and quarantine
+    commits in ``userMetadata``, the ledger rows in their ``unit`` column). Per unit,
+    between consecutive commits: the previous unit's ledger commit (the run's claim of
+    all its units, for the first) to the target commit (fingerprints, read, validate,
+    stage, count and the write, whose own ``executionTimeMs`` is given for a MERGE);
+    the quarantine commit since the target's; the ledger's outcome commit since the
+    quarantine's. Only the first run that wrote the target is profiled (later runs of
+    the same lakehouse, the no-op rerun and the ``--force`` rerun, are not). ``run``, the
+    child's measurement, adds the time from its start to the claim (JVM start, ledger
+    read, plan, sizing the dates) and from the last unit's ledger commit to its exit.
     """
-    out: dict[str, Any] = {}
-    lh = work / "lh_a"
-    writes: dict[str, dict[str, Any]] = {}
+    units: dict[UnitKey, dict[str, Any]] = {}
+    run_id = None
     for c in _commit_infos(lh / TARGET):
-        meta = json.loads(c["userMetadata"]) if c.get("userMetadata") else {}
-        if meta.get("attempt") == 1:
-            writes.setdefault(meta["partition"], c)
-    quarantine: dict[str, dict[str, Any]] = {}
-    for c in _commit_infos(lh / "_ninelives" / "quarantine_orders_daily"):
-        meta = json.loads(c["userMetadata"]) if c.get("userMetadata") else {}
-        if meta.get("attempt") == 1:
-            quarantine.setdefault(meta["partition"], c)
-    ledger: dict[str, float] = {}
-    for c in _commit_infos(lh / "_ninelives" / "ledger"):
-        for stats in c["added"]:
-            row = stats.get("minValues") or {}
-            if row.get("attempt") == 1 and row.get("state") == "complete":
-                ledger.setdefault(row["partition"], c["timestamp"])
-    steps: dict[str, list[float]] = defaultdict(list)
-    previous_end = None
-    for day in sorted(writes):
-        write, q, done = writes[day], quarantine.get(day), ledger.get(day)
-        if previous_end is not None and q and done:
-            steps["fingerprint, read, validate, stage, count, target write"].append(
-                (write["timestamp"] - previous_end) / 1000
-            )
-            if write.get("operation") == "MERGE":
-                steps["  of which MERGE"].append(_ms(write, "executionTimeMs"))
-            steps["target commit -> quarantine commit"].append(
-                (q["timestamp"] - write["timestamp"]) / 1000
-            )
-            steps["quarantine commit -> ledger complete commit"].append(
-                (done - q["timestamp"]) / 1000
-            )
-            steps["partition"].append((done - previous_end) / 1000)
-        previous_end = done
-    out["ninelives"] = {k: _median(v) for k, v in steps.items()}
-    out["ninelives_partitions"] = len(steps["partition"])
+        meta = _user_metadata(c)
+        found = _unit_of(meta) if meta else None
+        if found is None:
+            continue
+        if run_id is None:
+            run_id = meta.get("run_id")  # type: ignore[union-attr]
+        if meta.get("run_id") != run_id:  # type: ignore[union-attr]
+            continue
+        key, parts = found
+        units.setdefault(key, {"commit": c, "dates": sorted(parts), "parts": parts})
+    quarantine: dict[UnitKey, float] = {}
+    for c in _commit_infos(lh / "_ninelives" / f"quarantine_{JOB}"):
+        meta = _user_metadata(c)
+        found = _unit_of(meta) if meta else None
+        if found is not None:
+            quarantine.setdefault(found[0], c["timestamp"])
+    claim, outcomes = _ledger_commits(lh / "_ninelives" / "ledger")
+    rows: list[dict[str, Any]] = []
+    previous = claim
+    for key, unit in sorted(units.items(), key=lambda kv: kv[1]["commit"]["timestamp"]):
+        commit = unit["commit"]
+        target, q, done = commit["timestamp"], quarantine.get(key), outcomes.get(key)
+        entry: dict[str, Any] = {
+            "unit": key[1] if key[0] == "unit" else None,
+            "first": unit["dates"][0],
+            "last": unit["dates"][-1],
+            "dates": len(unit["dates"]),
+            "rows_written": sum(
+                int(p.get("rows_written") or 0)
+                for p in unit["parts"].values()
+                if isinstance(p, dict)
+            ),
+            "operation": commit.get("operation"),
+            "merge_s": (
+                _ms(commit, "executionTimeMs") if commit.get("operation") == "MERGE" else None
+            ),
+            "to_target_commit_s": _seconds(target, previous),
+            "target_to_quarantine_s": _seconds(q, target),
+            "quarantine_to_ledger_s": _seconds(done, q if q is not None else target),
+            "unit_s": _seconds(done, previous),
+        }
+        entry["s_per_date"] = (
+            round(entry["unit_s"] / entry["dates"], 3) if entry["unit_s"] else None
+        )
+        rows.append(entry)
+        previous = done if done is not None else previous
+    out: dict[str, Any] = {
+        "run_id": run_id,
+        "units": rows,
+        "dates": sum(r["dates"] for r in rows),
+        "totals": {
+            step: round(sum(r[step] for r in rows if r[step] is not None), 2) for step in UNIT_STEPS
+        },
+    }
+    if run and run.get("started_epoch") and claim is not None:
+        started = run["started_epoch"] * 1000
+        out["start_to_claim_s"] = _seconds(claim, started)
+        out["after_last_unit_s"] = _seconds(started + run["seconds"] * 1000, previous)
+    return out
+
+
+def profile(work: Path, runs: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Where the time goes, from the Delta logs the runs wrote (no Spark).
+
+    ninelives (runs a and j): per unit, :func:`unit_profile`. A per-date split of
+    ninelives' time is gone with work units: the dates of a unit share its commits.
+    Bare loop, per date of run d: its write (a MERGE's source materialization is the
+    read and dedupe) and the rest, medians over the dates, the first date excluded (JVM
+    warm-up). Bulk (run i): its one commit, and when it came.
+    """
+    runs = runs or {}
+
+    def latest(pattern: str) -> dict[str, Any] | None:
+        # With --repeat the lakehouse is the last repeat's.
+        found = [m for n, m in runs.items() if re.fullmatch(pattern, n)]
+        return max(found, key=lambda m: m.get("started_epoch") or 0) if found else None
+
+    out: dict[str, Any] = {}
+    for label, folder, run in (
+        ("ninelives", "lh_a", latest(r"a_full(_\d+)?")),
+        *(
+            (f"dates_{n}", f"lh_j{n}", runs[f"j_dates{n}"])
+            for n in sorted(int(x[7:]) for x in runs if re.fullmatch(r"j_dates\d+", x))
+        ),
+    ):
+        if (work / folder / TARGET / "_delta_log").is_dir():
+            out[label] = unit_profile(work / folder, run)
     bare: dict[str, list[float]] = defaultdict(list)
     log = work / "logs" / "d_bare.log"
     totals = (
@@ -444,7 +635,33 @@ def partition_profile(work: Path) -> dict[str, Any]:
             bare["before the MERGE"].append(total - _ms(write, "executionTimeMs"))
     out["bare"] = {k: _median(v) for k, v in bare.items()}
     out["bare_dates"] = len(bare["partition"])
+    writes = [c for c in _commit_infos(work / "lh_i" / TARGET) if c.get("operation") == "WRITE"]
+    if writes:
+        commit, run = writes[-1], latest(r"i_bulk(_\d+)?")
+        metrics = commit.get("operationMetrics") or {}
+        started = run["started_epoch"] * 1000 if run and run.get("started_epoch") else None
+        out["bulk"] = {
+            "operation": commit.get("operation"),
+            "rows": int(metrics.get("numOutputRows", 0)),
+            "files": int(metrics.get("numFiles", 0)),
+            "start_to_commit_s": _seconds(commit["timestamp"], started),
+            "after_commit_s": _seconds(started + run["seconds"] * 1000, commit["timestamp"])
+            if started is not None and run
+            else None,
+        }
     return out
+
+
+def committed_dates(table: Path) -> dict[str, list[str]]:
+    """Per run (``run_id``, in commit order), the dates its ninelives commits of the
+    target cover (their userMetadata)."""
+    dates: dict[str, set[str]] = {}
+    for c in _commit_infos(table):
+        meta = _user_metadata(c)
+        found = _unit_of(meta) if meta else None
+        if found is not None:
+            dates.setdefault(str(meta.get("run_id")), set()).update(found[1])  # type: ignore[union-attr]
+    return {run: sorted(days) for run, days in dates.items()}
 
 
 # -- the benchmark ----------------------------------------------------------------------
@@ -460,6 +677,8 @@ class Bench:
         self.rows = self.rows_per_day * self.days
         self.dates = [START + dt.timedelta(days=n) for n in range(self.days)]
         self.landing = self.work / "landing"
+        # Case j: the same total rows over more dates, each size in a landing of its own.
+        self.scaling = [n for n in args.scaling_days if n != self.days and args.rows // n >= 1]
         self.timeout = args.timeout
         self.runs: dict[str, Measured] = {}
         self.details: dict[str, Any] = {}
@@ -475,13 +694,19 @@ class Bench:
         path.mkdir(parents=True)
         return path
 
-    def conf(self, name: str, *, eventlog: bool = True) -> Path:
+    def landing_for(self, days: int) -> Path:
+        return self.landing if days == self.days else self.work / f"landing-{days}d"
+
+    def dates_for(self, days: int) -> list[dt.date]:
+        return [START + dt.timedelta(days=n) for n in range(days)]
+
+    def conf(self, name: str, *, eventlog: bool = True, landing: Path | None = None) -> Path:
         """A TOML config for one child; its own event-log folder."""
         confs = self.work / "conf"
         confs.mkdir(parents=True, exist_ok=True)
         text = (
             "[lakehouse]\n"
-            f'landing = "{self.landing}"\n'
+            f'landing = "{landing or self.landing}"\n'
             "[spark]\n"
             f'master = "{self.args.master}"\n'
             "shuffle_partitions = 4\n"
@@ -504,7 +729,9 @@ class Bench:
     def eventlog_dir(self, name: str) -> Path:
         return self.work / "eventlogs" / name
 
-    def ninelives(self, name: str, lakehouse: Path, *args: str) -> list[str]:
+    def ninelives(
+        self, name: str, lakehouse: Path, *args: str, landing: Path | None = None
+    ) -> list[str]:
         return [
             PYTHON,
             "-m",
@@ -515,17 +742,33 @@ class Bench:
             "--lakehouse",
             str(lakehouse),
             "--conf",
-            str(self.conf(name)),
+            str(self.conf(name, landing=landing)),
         ]
 
-    def all_dates(self) -> list[str]:
-        return ["--from", self.dates[0].isoformat(), "--to", self.dates[-1].isoformat()]
+    def all_dates(self, days: int | None = None) -> list[str]:
+        dates = self.dates_for(days) if days else self.dates
+        return ["--from", dates[0].isoformat(), "--to", dates[-1].isoformat()]
 
     def baseline(self, name: str, mode: str, *args: str) -> list[str]:
         return [PYTHON, str(BENCH / "baselines.py"), mode, "--conf", str(self.conf(name)), *args]
 
-    def measure(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Measured:
-        result = run_child(name, argv, workdir=self.work, env=child_env(env), timeout=self.timeout)
+    def measure(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        kill_after: float | None = None,
+        kill_after_cpu: float | None = None,
+    ) -> Measured:
+        result = run_child(
+            name,
+            argv,
+            workdir=self.work,
+            env=child_env(env),
+            timeout=self.timeout,
+            kill_after=kill_after,
+            kill_after_cpu=kill_after_cpu,
+        )
         folder = self.eventlog_dir(name)
         if folder.is_dir():
             result.eventlog = eventlog_summary(
@@ -544,33 +787,39 @@ class Bench:
 
     # seeding
 
-    def seed(self) -> None:
-        marker = self.landing / ".bench-seed.json"
-        want = {"days": self.days, "rows_per_day": self.rows_per_day, "seed": SEED}
+    def seed(self, days: int | None = None) -> None:
+        """Landing data of ``days`` dates (default ``--days``), ``rows // days`` a day."""
+        days = days or self.days
+        landing = self.landing_for(days)
+        rows_per_day = self.rows_requested // days
+        marker = landing / ".bench-seed.json"
+        want = {"days": days, "rows_per_day": rows_per_day, "seed": SEED}
+        key = "seed" if days == self.days else f"seed_{days}"
         if marker.is_file():
             have = json.loads(marker.read_text())
             if {k: have.get(k) for k in want} == want:
-                print(f"[bench] reusing landing data {self.landing} ({have})", flush=True)
-                self.details["seed"] = have
+                print(f"[bench] reusing landing data {landing} ({have})", flush=True)
+                self.details[key] = have
                 return
-        shutil.rmtree(self.landing, ignore_errors=True)
+        shutil.rmtree(landing, ignore_errors=True)
+        name = "seed" if days == self.days else f"seed_{days}"
         run = self.measure(
-            "seed",
+            name,
             [
                 PYTHON,
                 "-m",
                 "framework.cli",
                 "seed",
                 "--days",
-                str(self.days),
+                str(days),
                 "--rows-per-day",
-                str(self.rows_per_day),
+                str(rows_per_day),
                 "--seed",
                 str(SEED),
                 "--lakehouse",
-                str(self.fresh_lakehouse("seed")),
+                str(self.fresh_lakehouse(name)),
                 "--conf",
-                str(self.conf("seed", eventlog=False)),
+                str(self.conf(name, eventlog=False, landing=landing)),
             ],
         )
         self.expect(run, 0)
@@ -583,7 +832,7 @@ class Bench:
             lines, dups, bad = (int(g.replace(",", "")) for g in found.groups())
             info.update(lines=lines, duplicate_lines=dups, malformed_lines=bad)
         marker.write_text(json.dumps(info))
-        self.details["seed"] = info
+        self.details[key] = info
 
     # cases
 
@@ -593,20 +842,72 @@ class Bench:
         self.expect(self.measure(name, self.ninelives(name, lh, *self.all_dates())), 0)
 
     def case_b_crash(self) -> None:
-        """The killed run; its time is no metric (only its peak RSS is)."""
+        """a's command, SIGKILLed (process group) at 90 % of a's wall time.
+
+        A crash point after the 27th date no longer means 27 dates of work: the dates
+        are claimed unit by unit, and all 30 may be one unit. Its time is no metric (its
+        peak RSS is); it runs alone, so that 90 % of a's time is about 90 % of a's work.
+        ``--kill-clock cpu`` kills at 90 % of a's CPU seconds instead, which other load
+        on the machine shifts less.
+        """
+        full = self.best("a_full")
+        assert full is not None, "case b needs case a's wall time"
         lh = self.fresh_lakehouse("b")
-        crash_date = self.dates[min(27, self.days - 1)]
+        clock = self.args.kill_clock
+        budget = round(CRASH_FRACTION * (full.seconds if clock == "wall" else full.cpu_s), 2)
         crash = self.measure(
             "b_crash",
             self.ninelives("b_crash", lh, *self.all_dates()),
-            env={"NINELIVES_CRASH_AT": f"after_claim@{crash_date.isoformat()}"},
+            kill_after=budget if clock == "wall" else None,
+            kill_after_cpu=budget if clock == "cpu" else None,
         )
-        self.expect(crash, -signal.SIGKILL)
-        self.details["b_crash_at"] = f"after_claim@{crash_date.isoformat()}"
+        killed = crash.killed_after_s is not None and crash.rc == -signal.SIGKILL
+        if crash.rc == 0:  # faster than a: it finished before the kill
+            print("[bench] b_crash finished before the kill: the rerun has nothing to do")
+        else:
+            self.expect(crash, -signal.SIGKILL)
+        done = [d for days in committed_dates(lh / TARGET).values() for d in days]
+        what = "wall time" if clock == "wall" else "CPU seconds"
+        self.details["b_crash"] = {
+            "kill": f"SIGKILL of the process group at {CRASH_FRACTION * 100:.0f} % of a's {what}",
+            "clock": clock,
+            "kill_after_s": crash.killed_after_s,
+            "kill_at_cpu_s": crash.killed_at_cpu_s,
+            "of_full_s": round(full.seconds, 2),
+            "of_full_cpu_s": round(full.cpu_s, 1),
+            "killed": killed,
+            "rc": crash.rc,
+            "dates_committed": len(done),
+            "dates": self.days,
+            "last_committed": done[-1] if done else None,
+        }
+        print(
+            f"[bench] b_crash: the target had {len(done)} of {self.days} dates committed",
+            flush=True,
+        )
+
+    def best(self, base: str) -> Measured | None:
+        """The fastest of a run and its ``--repeat`` copies."""
+        return min(
+            (m for n, m in self.runs.items() if re.fullmatch(rf"{base}(_\d+)?", n)),
+            key=lambda m: m.seconds,
+            default=None,
+        )
 
     def case_b_rerun(self) -> None:
         lh = self.lakehouse("b")
+        before = set(committed_dates(lh / TARGET))
         self.expect(self.measure("b_rerun", self.ninelives("b_rerun", lh, *self.all_dates())), 0)
+        # Dates the rerun wrote to the target again; the others it settled from the killed
+        # run's commits (or they were complete already).
+        again = {
+            d
+            for run, days in committed_dates(lh / TARGET).items()
+            if run not in before
+            for d in days
+        }
+        if "b_crash" in self.details:
+            self.details["b_crash"]["rerun_dates_written"] = len(again)
 
     def case_c(self) -> None:
         lh = self.lakehouse("a")
@@ -633,6 +934,22 @@ class Bench:
         args = ("--target", str(target), "--from", first, "--to", last)
         name = "d_bare_nmbs"
         self.expect(self.measure(name, self.baseline(name, "bare-nmbs", *args)), 0)
+
+    def case_i(self, suffix: str = "") -> None:
+        """Bulk: all dates in one Spark job and one replaceWhere commit."""
+        target = self.fresh_lakehouse("i") / TARGET
+        first, last = self.all_dates()[1], self.all_dates()[3]
+        args = ("--target", str(target), "--from", first, "--to", last)
+        name = f"i_bulk{suffix}"
+        self.expect(self.measure(name, self.baseline(name, "bulk", *args)), 0)
+
+    def case_j(self) -> None:
+        """Scaling: a full run over the same total rows spread over more dates."""
+        for days in self.scaling:
+            lh = self.fresh_lakehouse(f"j{days}")
+            name = f"j_dates{days}"
+            argv = self.ninelives(name, lh, *self.all_dates(days), landing=self.landing_for(days))
+            self.expect(self.measure(name, argv), 0)
 
     def case_e(self) -> None:
         target = self.fresh_lakehouse("e") / TARGET
@@ -691,9 +1008,15 @@ class Bench:
 
     def inspect(self) -> dict[str, Any]:
         tables = [
-            self.lakehouse(c) / TARGET for c in "abdf" if (self.lakehouse(c) / TARGET).is_dir()
+            self.lakehouse(c) / TARGET
+            for c in ("a", "b", "d", "f", "i")
+            if (self.lakehouse(c) / TARGET).is_dir()
         ]
-        ledgers = [self.lakehouse(c) for c in "ab" if (self.lakehouse(c) / "_ninelives").is_dir()]
+        ledgers = [
+            self.lakehouse(c)
+            for c in ("a", "b", *(f"j{n}" for n in self.scaling))
+            if (self.lakehouse(c) / "_ninelives").is_dir()
+        ]
         argv = self.baseline("inspect", "inspect")
         argv += [a for t in tables for a in ("--table", str(t))]
         argv += [a for lh in ledgers for a in ("--ledger", str(lh))]
@@ -709,14 +1032,7 @@ class Bench:
         r = self.runs
         # With --repeat, the fastest of the repeated runs: load from other processes only
         # ever slows a run down.
-        best = {
-            base: min(
-                (m for n, m in r.items() if re.fullmatch(rf"{base}(_\d+)?", n)),
-                key=lambda m: m.seconds,
-                default=None,
-            )
-            for base in ("a_full", "d_bare")
-        }
+        best = {base: self.best(base) for base in ("a_full", "d_bare", "i_bulk")}
         full = best["a_full"].seconds if best["a_full"] else None
         tables = inspected.get("tables", {})
 
@@ -736,8 +1052,8 @@ class Bench:
             t = tables.get(str(self.lakehouse(case) / TARGET))
             return t["rows"] - t["distinct_keys"] if t else None
 
-        def rss(*names: str) -> dict[str, float] | None:
-            found = [r[n] for n in names if n in r]
+        def rss(*patterns: str) -> dict[str, float] | None:
+            found = [m for n, m in r.items() if any(re.fullmatch(p, n) for p in patterns)]
             if not found:
                 return None
             return {
@@ -746,27 +1062,81 @@ class Bench:
             }
 
         cpu = {n: round(m.cpu_s, 1) for n, m in r.items()}
-        cpu_a = min((v for n, v in cpu.items() if re.fullmatch(r"a_full(_\d+)?", n)), default=None)
-        cpu_d = min((v for n, v in cpu.items() if re.fullmatch(r"d_bare(_\d+)?", n)), default=None)
+
+        def best_cpu(base: str) -> float | None:
+            found = [v for n, v in cpu.items() if re.fullmatch(rf"{base}(_\d+)?", n)]
+            return min(found, default=None)
+
+        cpu_a, cpu_d, cpu_i = best_cpu("a_full"), best_cpu("d_bare"), best_cpu("i_bulk")
+        scaling: dict[str, Any] = {}
+        if full:
+            scaling[str(self.days)] = {
+                "run": best["a_full"].name,  # type: ignore[union-attr]
+                "rows": self.rows,
+                "rows_per_day": self.rows_per_day,
+            }
+        for days in self.scaling:
+            if f"j_dates{days}" in r:
+                scaling[str(days)] = {
+                    "run": f"j_dates{days}",
+                    "rows": (self.rows_requested // days) * days,
+                    "rows_per_day": self.rows_requested // days,
+                }
+        prof = profile(self.work, {n: asdict(m) for n, m in r.items()})
+        for days, entry in scaling.items():
+            m = r[entry["run"]]
+            units = prof.get("ninelives" if days == str(self.days) else f"dates_{days}") or {}
+            entry.update(
+                seconds=round(m.seconds, 2),
+                cpu_s=round(m.cpu_s, 1),
+                units=len(units.get("units") or []),
+                peak_rss_mb={"java": round(m.java_rss_mb, 1), "tree": round(m.tree_rss_mb, 1)},
+                vs_full=_div(m.seconds, full),
+                cpu_vs_full=_div(m.cpu_s, cpu_a),
+            )
+        full_vs_bare, full_vs_plain = inverse("d_bare"), inverse("e_plain")
         out: dict[str, Any] = {
             "rows": self.rows,
             "full_s": round(full, 2) if full else None,
             "bare_s": seconds("d_bare"),
             "bare_nmbs_s": seconds("d_bare_nmbs"),
             "plain_s": seconds("e_plain"),
+            "bulk_s": seconds("i_bulk"),
+            "full_vs_bulk": inverse("i_bulk"),
+            "full_vs_plain": full_vs_plain,
+            "full_vs_bare": full_vs_bare,
             "recovery_ratio": ratio("b_rerun"),
             "noop_ratio": ratio("c_noop"),
-            "overhead_vs_bare": inverse("d_bare"),
-            "overhead_vs_plain": inverse("e_plain"),
+            **{
+                f"dates_{days}_vs_{self.days}": ratio(f"j_dates{days}")
+                for days in sorted(self.scaling)
+            },
+            "overhead_vs_bare": full_vs_bare,  # the old names of full_vs_bare and _plain
+            "overhead_vs_plain": full_vs_plain,
             "naive_duplicates": dups("f"),
             "ninelives_duplicates": dups("b"),
+            "bulk_duplicates": dups("i"),
             "unchanged_rows_updated": self.details.get("unchanged_rows_updated"),
             "unchanged_files_added": self.details.get("unchanged_files_added"),
-            "peak_rss_mb": {"a": rss("a_full"), "b": rss("b_crash", "b_rerun")},
+            "peak_rss_mb": {
+                key: value
+                for key, value in {
+                    "a": rss(r"a_full(_\d+)?"),
+                    "b": rss("b_crash", "b_rerun"),
+                    "c": rss("c_noop"),
+                    "d": rss(r"d_bare(_\d+)?"),
+                    "e": rss("e_plain"),
+                    "i": rss(r"i_bulk(_\d+)?"),
+                    **{f"dates_{days}": rss(f"j_dates{days}") for days in self.scaling},
+                }.items()
+                if value is not None or key in ("a", "b")
+            },
             # details
             "days": self.days,
             "rows_per_day": self.rows_per_day,
             "seed": self.details.get("seed"),
+            "seeds": {k: v for k, v in self.details.items() if k.startswith("seed_")},
+            "scaling": scaling,
             "seconds": {n: round(m.seconds, 2) for n, m in r.items()},
             "cpu_seconds": cpu,
             "cpu_ratios": {
@@ -774,6 +1144,11 @@ class Bench:
                 "noop": _div(cpu.get("c_noop"), cpu_a),
                 "vs_bare": _div(cpu_a, cpu_d),
                 "vs_plain": _div(cpu_a, cpu.get("e_plain")),
+                "vs_bulk": _div(cpu_a, cpu_i),
+                **{
+                    f"dates_{days}_vs_{self.days}": _div(cpu.get(f"j_dates{days}"), cpu_a)
+                    for days in sorted(self.scaling)
+                },
             },
             "parallel": {
                 "1": round(full, 2) if full else None,
@@ -795,11 +1170,11 @@ class Bench:
             if "c_noop" in r
             else None,
             "noop_spark_jobs": r["c_noop"].eventlog.get("spark_jobs") if "c_noop" in r else None,
-            "crash": self.details.get("b_crash_at"),
+            "crash": self.details.get("b_crash"),
             "untimed_runs_overlapped": bool(self.details.get("overlapped")),
             "unchanged_rerun": self.details.get("g"),
             "inspected": inspected,
-            "profile": partition_profile(self.work),
+            "profile": prof,
             "runs": {n: asdict(m) for n, m in r.items()},
             "load_average": {"start": load_start, "end": os.getloadavg()},
             "machine": machine(),
@@ -844,8 +1219,8 @@ CASE_TEXT = {
     "inspect": "counts rows and keys (not timed)",
     "seed": "seed the landing data (seed_orders)",
     "a_full": "a: full run, all dates",
-    "b_crash": "b: run killed at after_claim of date 28",
-    "b_rerun": "b: rerun after the crash",
+    "b_crash": "b: a's command, SIGKILLed at 90 % of a's wall time",
+    "b_rerun": "b: rerun after the kill",
     "c_noop": "c: no-op rerun, landing renamed away",
     "d_bare": "d: bare hand-written loop of the same writes",
     "d_bare_nmbs": "bare loop, MERGE with WHEN NOT MATCHED BY SOURCE (reference)",
@@ -855,7 +1230,41 @@ CASE_TEXT = {
     "f_naive_crash": "f: naive append loop killed after 27 dates",
     "f_naive_rerun": "f: naive rerun from scratch",
     "g_force": "g: `--force` rerun of one unchanged date",
+    "i_bulk": "i: bulk: one Spark job, one replaceWhere commit of all dates",
 }
+
+
+def case_text(name: str) -> str:
+    if name in CASE_TEXT:
+        return CASE_TEXT[name]
+    if found := re.fullmatch(r"j_dates(\d+)", name):
+        return f"j: full run, the same rows over {found[1]} dates"
+    if found := re.fullmatch(r"seed_(\d+)", name):
+        return f"seed the landing data of {found[1]} dates"
+    if found := re.fullmatch(r"(a_full|d_bare|i_bulk)_(\d+)", name):
+        return f"{CASE_TEXT[found[1]]} (repeat {found[2]})"
+    return name
+
+
+TIMED = ("a_full", "d_bare", "i_bulk", "e_plain", "c_noop", "b_rerun", "j_dates")
+
+
+def with_aliases(res: dict[str, Any]) -> dict[str, Any]:
+    """An older latest.json read with today's names (``--report-only``)."""
+    for old, new in ALIASES.items():
+        if res.get(new) is None and res.get(old) is not None:
+            res[new] = res[old]
+    return res
+
+
+def _secs(value: Any) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def write_markdown(res: dict[str, Any], path: Path, argv: list[str]) -> None:
@@ -888,38 +1297,35 @@ def write_markdown(res: dict[str, Any], path: Path, argv: list[str]) -> None:
         "| case | metric | target | measured (wall s) | | the same in CPU s |",
         "|---|---|---|---|---|---|",
     ]
-    cpu_key = {
-        "recovery_ratio": "recovery",
-        "noop_ratio": "noop",
-        "overhead_vs_bare": "vs_bare",
-        "overhead_vs_plain": "vs_plain",
-    }
+    cpu_ratios = res.get("cpu_ratios") or {}
     for metric, (op, target, case) in TARGETS.items():
         value = res.get(metric)
-        shown = (
-            "—" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
-        )
-        cpu = (res.get("cpu_ratios") or {}).get(cpu_key.get(metric, ""))
+        cpu = cpu_ratios.get(CPU_KEYS.get(metric, ""))
         cpu_shown = f"{cpu:.3f} ({verdict(metric, cpu)})" if cpu is not None else ""
         lines.append(
-            f"| {case} | `{metric}` | {op} {target} | {shown} | {verdict(metric, value)} "
+            f"| {case} | `{metric}` | {op} {target} | {_value(value)} | {verdict(metric, value)} "
             f"| {cpu_shown} |"
         )
-    rss = res.get("peak_rss_mb") or {}
+    for metric in sorted(k for k in res if re.fullmatch(r"dates_\d+_vs_\d+", k)):
+        if metric in TARGETS:
+            continue
+        cpu = cpu_ratios.get(metric)
+        lines.append(
+            f"| j | `{metric}` | — | {_value(res.get(metric))} | "
+            f"| {'' if cpu is None else f'{cpu:.3f}'} |"
+        )
+    naive = res.get("naive_duplicates")
+    lines.append(f"| f | `naive_duplicates` (the problem) | — | {naive} | | |")
     runs = res.get("runs") or {}
     uneven = [
         f"{name} ran at a mean load of {runs[name].get('load_mean', 0):.1f} against "
         f"{runs['a_full'].get('load_mean', 0):.1f} for a_full"
-        for name in ("d_bare", "e_plain", "b_rerun", "c_noop")
-        if name in runs
+        for name in runs
+        if name != "a_full"
+        and name.startswith(TIMED)
         and "a_full" in runs
         and abs(runs[name].get("load_mean", 0) - runs["a_full"].get("load_mean", 0))
         > 0.25 * max(runs["a_full"].get("load_mean", 0), 1.0)
-    ]
-    lines += [
-        f"| f | `naive_duplicates` (the problem) | — | {res.get('naive_duplicates')} | | |",
-        f"| h | `peak_rss_mb` a (JVM / tree) | — | {_rss(rss.get('a'))} | | |",
-        f"| h | `peak_rss_mb` b (JVM / tree) | — | {_rss(rss.get('b'))} | | |",
     ]
     if uneven:
         lines += [
@@ -932,8 +1338,13 @@ def write_markdown(res: dict[str, Any], path: Path, argv: list[str]) -> None:
         ]
     lines += [
         "",
-        f"`full_s` = {res.get('full_s')} s, bare {res.get('bare_s')} s, plain "
-        f"{res.get('plain_s')} s (with `--repeat`, the fastest of the repeats)"
+        f"`full_s` = {res.get('full_s')} s"
+        + "".join(
+            f", {label} {res[key]} s"
+            for key, label in (("bulk_s", "bulk"), ("bare_s", "bare"), ("plain_s", "plain"))
+            if res.get(key) is not None
+        )
+        + " (with `--repeat`, the fastest of the repeats)"
         + (
             f"; the bare loop with a `WHEN NOT MATCHED BY SOURCE` MERGE took {res['bare_nmbs_s']} s"
             if res.get("bare_nmbs_s")
@@ -941,15 +1352,66 @@ def write_markdown(res: dict[str, Any], path: Path, argv: list[str]) -> None:
         )
         + ". The same "
         "ratios in CPU seconds of the child's process tree, less sensitive to the shared "
-        f"load: {', '.join(f'{k} {v}' for k, v in res['cpu_ratios'].items() if v is not None)}.",
+        f"load: {', '.join(f'{k} {v}' for k, v in cpu_ratios.items() if v is not None)}. "
+        "`overhead_vs_bare` and `overhead_vs_plain` in latest.json are the former names "
+        "of `full_vs_bare` and `full_vs_plain`.",
+    ]
+    crash = res.get("crash")
+    if isinstance(crash, dict):
+        lines += [
+            "",
+            f"Case b: {crash['kill']}: after {_secs(crash['kill_after_s'])} s and "
+            f"{_secs(crash.get('kill_at_cpu_s'))} CPU s (a took {crash['of_full_s']} s, "
+            f"{_secs(crash.get('of_full_cpu_s'))} CPU s); exit code {crash['rc']}"
+            + ("" if crash.get("killed") else " (**it finished before the kill**)")
+            + f". By then the target had {crash['dates_committed']} of {crash['dates']} dates "
+            "committed"
+            + (
+                f"; the rerun wrote {crash['rerun_dates_written']} dates to the target again"
+                if crash.get("rerun_dates_written") is not None
+                else ""
+            )
+            + ".",
+        ]
+    elif crash:
+        lines += ["", f"Case b: crash point `{crash}`."]
+    scaling = res.get("scaling") or {}
+    if len(scaling) > 1:
+        lines += [
+            "",
+            "## Dates: the same rows over more dates (case j)",
+            "",
+            "Full runs over the same total rows, spread over more dates (landing data of "
+            "their own); the ratios are against the first row, case a.",
+            "",
+            "| dates | rows | a day | units | wall s | CPU s | / a (wall) | / a (CPU) "
+            "| JVM / tree peak RSS MB |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for days, e in sorted(scaling.items(), key=lambda kv: int(kv[0])):
+            lines.append(
+                f"| {days} | {e['rows']:,} | {e['rows_per_day']:,} | {e['units']} "
+                f"| {e['seconds']:.1f} | {e['cpu_s']:.0f} | {_value(e['vs_full'])} "
+                f"| {_value(e['cpu_vs_full'])} | {_rss(e['peak_rss_mb'])} |"
+            )
+    rss = res.get("peak_rss_mb") or {}
+    if rss:
+        lines += [
+            "",
+            "## Peak RSS (case h)",
+            "",
+            "The JVM alone, and summed over the child's process tree (the Python driver "
+            "and any PySpark worker processes; pages shared between forked workers count "
+            "once per process). The JVM's heap is at most 4g (`driver_memory`).",
+            "",
+            "| case | JVM / tree MB |",
+            "|---|---|",
+            *(f"| {case} | {_rss(value)} |" for case, value in rss.items()),
+        ]
+    lines += [
         "",
-        "Peak RSS: the JVM alone, and summed over the child's process tree (the Python "
-        "driver and any PySpark worker processes; pages shared between forked workers "
-        "count once per process).",
-        "",
-        "Why a target is missed, with a Spark event-log profile of one partition against "
-        "the bare loop: [README.md, Findings](README.md#findings) (the latest round is "
-        "last); the per-partition split from the Delta logs is below.",
+        "Why a target is missed: [README.md, Findings](README.md#findings) (the latest round "
+        "is last); the per-unit split from the Delta logs is below.",
         "",
         "## Runs",
         "",
@@ -957,10 +1419,10 @@ def write_markdown(res: dict[str, Any], path: Path, argv: list[str]) -> None:
         "| load at start / mean | Spark jobs |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    untimed = ("b_crash", "f_naive_crash", "f_naive_rerun", "g_force")
+    untimed = ("f_naive_crash", "f_naive_rerun", "g_force")
     for name, run in res["runs"].items():
         jobs = run["eventlog"].get("spark_jobs", "—") if run["eventlog"] else "—"
-        what = CASE_TEXT.get(name, name)
+        what = case_text(name)
         if res.get("untimed_runs_overlapped") and name in untimed:
             what += " †"
         lines.append(
@@ -972,7 +1434,7 @@ def write_markdown(res: dict[str, Any], path: Path, argv: list[str]) -> None:
         lines += [
             "",
             "† not a timed metric; these runs ran side by side (their wall and CPU seconds "
-            "include each other's contention). Timed runs (a, d, e, c, b_rerun) ran alone.",
+            "include each other's contention). All other runs ran alone.",
         ]
     par = {k: v for k, v in res["parallel"].items() if v}
     if len(par) > 1:
@@ -981,9 +1443,9 @@ def write_markdown(res: dict[str, Any], path: Path, argv: list[str]) -> None:
             "",
             "## `--max-parallel`",
             "",
-            "Full runs (case a) with N partitions at a time in one Spark application, "
+            "Full runs (case a) with N units at a time in one Spark application, "
             "run right after a and d. The bare loop is serial by definition, so only N = 1 "
-            "is like for like (`overhead_vs_bare`); the others show what a night gains "
+            "is like for like (`full_vs_bare`); the others show what a night gains "
             "from the option.",
             "",
             "| N | wall s | CPU s | speed-up vs N = 1 | / bare (serial) |",
@@ -1029,54 +1491,7 @@ def write_markdown(res: dict[str, Any], path: Path, argv: list[str]) -> None:
                 f"| {commit['version']} | {commit['operation']} | {updated} | {added} "
                 f"| {commit['add_actions']} |"
             )
-    prof = res.get("profile") or {}
-    fw, bare = prof.get("ninelives") or {}, prof.get("bare") or {}
-    if fw:
-        lines += [
-            "",
-            "## Where a partition's time goes",
-            "",
-            "Medians over the dates of runs a and d (the first date left out: JVM warm-up), "
-            "from the Delta logs the runs wrote: commit timestamps of the target, the "
-            "quarantine and the ledger, and a MERGE's own `executionTimeMs` and its parts "
-            "where a date was MERGEd (`partition_profile` in bench.py; "
-            f"{prof.get('ninelives_partitions')} partitions of a, "
-            f"{prof.get('bare_dates')} dates of d, timed by the bare loop's own log lines). "
-            "Both write a date's first rows with the partition's `replaceWhere` overwrite "
-            "(a MERGE only where the partition already has files); ninelives reads, "
-            "validates and counts the staged rows once (cached) before it writes them.",
-            "",
-            "| step | ninelives s | bare s |",
-            "|---|---|---|",
-        ]
-        rows = [
-            (
-                "read, validate, stage, count, target write",
-                "fingerprint, read, validate, stage, count, target write",
-                None,
-            ),
-            ("bare: read, dedupe, before the MERGE", None, "before the MERGE"),
-            ("MERGE", "  of which MERGE", "MERGE"),
-            ("… of which materialize source (read, dedupe)", None, "  of which materialize source"),
-            ("… of which scan for matches", None, "  of which scan for matches"),
-            ("… of which write", None, "  of which write"),
-            ("target commit → quarantine commit", "target commit -> quarantine commit", None),
-            (
-                "quarantine commit → ledger complete commit",
-                "quarantine commit -> ledger complete commit",
-                None,
-            ),
-            ("**one partition**", "partition", "partition"),
-        ]
-        for label, a_name, d_name in rows:
-            a_value = fw.get(a_name) if a_name else None
-            d_value = bare.get(d_name) if d_name else None
-            if a_value is None and d_value is None:
-                continue
-            lines.append(
-                f"| {label} | {'—' if a_value is None else a_value} "
-                f"| {'—' if d_value is None else d_value} |"
-            )
+    lines += _profile_markdown(res.get("profile") or {})
     lines += [
         "",
         "## Where the time goes (Spark event logs)",
@@ -1086,14 +1501,17 @@ def write_markdown(res: dict[str, Any], path: Path, argv: list[str]) -> None:
         "to are in [README.md](README.md#findings).",
         "",
     ]
-    for name in ("a_full", "d_bare", "b_rerun", "c_noop"):
-        run = res["runs"].get(name)
-        if not run or not run["eventlog"]:
+    days_of = {e["run"]: int(d) for d, e in scaling.items()}
+    for name, run in res["runs"].items():
+        if not name.startswith(("a_full", "d_bare", "i_bulk", "b_rerun", "c_noop", "j_dates")):
+            continue
+        if not run["eventlog"]:
             continue
         ev = run["eventlog"]
+        days = days_of.get(name, res["days"])
         lines += [
             f"**{name}**: {ev['spark_jobs']} Spark jobs "
-            f"({ev['spark_jobs'] / res['days']:.1f} per date), {ev['job_seconds']} s inside jobs, "
+            f"({ev['spark_jobs'] / days:.1f} per date), {ev['job_seconds']} s inside jobs, "
             f"app {ev['app_seconds']} s of {run['seconds']:.1f} s wall.",
             "",
             "| Spark job (description) | count | s |",
@@ -1105,6 +1523,90 @@ def write_markdown(res: dict[str, Any], path: Path, argv: list[str]) -> None:
             "",
         ]
     path.write_text("\n".join(lines) + "\n")
+
+
+def _profile_markdown(prof: dict[str, Any]) -> list[str]:
+    """RESULTS.md's "Where a unit's time goes": ninelives per unit, bare and bulk."""
+    lines: list[str] = []
+    runs = [
+        (label, p)
+        for label, p in prof.items()
+        if (label == "ninelives" or label.startswith("dates_"))
+        and isinstance(p, dict)
+        and p.get("units")
+    ]
+    if runs:
+        lines += [
+            "",
+            "## Where a unit's time goes",
+            "",
+            "A work unit is one Spark pass over its dates and one commit per table: the "
+            "target, the quarantine, the ledger's outcome rows. Its dates share those "
+            "commits, so there is no per-date split any more: per unit, from the Delta "
+            "logs the run wrote (`unit_profile` in bench.py), the time from the previous "
+            "unit's ledger commit (the run's claim, for the first unit) to the target "
+            "commit (fingerprints, read, validate, stage, count, write), then to the "
+            'quarantine commit, then to the ledger commit. "start → claim" is the JVM\'s '
+            'start, the ledger read and the plan; "after" is the run\'s end after its last '
+            "unit (run history, shutdown).",
+        ]
+    for label, p in runs:
+        title = "run a" if label == "ninelives" else f"run j, {label.removeprefix('dates_')} dates"
+        lines += [
+            "",
+            f"**{title}**: {len(p['units'])} unit(s), {p['dates']} dates; start → claim "
+            f"{_secs(p.get('start_to_claim_s'))} s, after the last unit "
+            f"{_secs(p.get('after_last_unit_s'))} s.",
+            "",
+            "| unit | dates | rows written | write | → target commit s | → quarantine s "
+            "| → ledger s | unit s | s a date |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        shown = p["units"] if len(p["units"]) <= 16 else [*p["units"][:8], None, *p["units"][-4:]]
+        for u in shown:
+            if u is None:
+                lines.append("| … | | | | | | | | |")
+                continue
+            write = u["operation"] or "—"
+            if u.get("merge_s") is not None:
+                write += f" ({u['merge_s']} s)"
+            lines.append(
+                f"| {_value(u['unit'])} | {u['first']}..{u['last']} ({u['dates']}) "
+                f"| {u['rows_written']:,} | {write} | {_secs(u['to_target_commit_s'])} "
+                f"| {_secs(u['target_to_quarantine_s'])} | {_secs(u['quarantine_to_ledger_s'])} "
+                f"| {_secs(u['unit_s'])} | {_value(u['s_per_date'])} |"
+            )
+        t = p.get("totals") or {}
+        lines.append(
+            f"| **all** | {p['dates']} | | | {_secs(t.get('to_target_commit_s'))} "
+            f"| {_secs(t.get('target_to_quarantine_s'))} "
+            f"| {_secs(t.get('quarantine_to_ledger_s'))} | {_secs(t.get('unit_s'))} | |"
+        )
+    bare, bulk = prof.get("bare") or {}, prof.get("bulk")
+    if bare:
+        lines += [
+            "",
+            "**Bare loop (run d), one date**: medians over its dates, the first left out "
+            f"(JVM warm-up); {prof.get('bare_dates')} dates, timed by the loop's own log "
+            "lines, a MERGE's parts from its commit metrics (a date is MERGEd only where "
+            "the partition already has files).",
+            "",
+            "| step | s |",
+            "|---|---|",
+            *(
+                f"| {'one date' if step == 'partition' else step.strip()} | {value} |"
+                for step, value in bare.items()
+            ),
+        ]
+    if bulk:
+        lines += [
+            "",
+            f"**Bulk (run i)**: one {bulk['operation']} commit of {bulk['rows']:,} rows in "
+            f"{bulk['files']} files, {_secs(bulk['start_to_commit_s'])} s after the start "
+            f"(JVM start, read, dedupe, write); {_secs(bulk['after_commit_s'])} s after it "
+            "to the exit.",
+        ]
+    return lines
 
 
 def _rss(value: dict[str, float] | None) -> str:
@@ -1124,8 +1626,8 @@ def write_chart(res: dict[str, Any], path: Path) -> None:
     except ImportError:
         print("[bench] matplotlib not installed: no chart (pip install matplotlib)", flush=True)
         return
-    metrics = ["recovery_ratio", "noop_ratio", "overhead_vs_bare", "overhead_vs_plain"]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(12, 3.6))
+    metrics = [m for m, (op, _, _) in TARGETS.items() if op == "<="]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3 * len(metrics), 3.6))
     for ax, metric in zip(axes, metrics, strict=True):
         value = res.get(metric)
         target = TARGETS[metric][1]
@@ -1164,10 +1666,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--report-only",
         action="store_true",
         help="rewrite RESULTS.md and the chart from --results/latest.json, adding the "
-        "per-partition profile from the workdir's Delta logs; runs nothing",
+        "per-unit profile from the workdir's Delta logs; runs nothing",
     )
     parser.add_argument(
-        "--cases", default="abcdefg", help="subset of a-g (b, c, d, e and g also run a)"
+        "--cases",
+        default="abcdefgij",
+        help="subset of a-j (b, c, d, e, g, i and j also run a; h reports peak RSS, of "
+        "every run anyway)",
+    )
+    parser.add_argument(
+        "--scaling-days",
+        type=lambda s: [int(x) for x in s.split(",") if x],
+        default=list(SCALING_DAYS),
+        help="case j: the same rows over these many dates (default 90,365)",
     )
     parser.add_argument(
         "--max-parallel",
@@ -1187,7 +1698,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--serial",
         action="store_true",
-        help="run the untimed runs (b's killed run, f, g) one at a time too; by default "
+        help="run the untimed runs (f, g) one at a time too; by default "
         "they run side by side to keep the benchmark short",
     )
     parser.add_argument(
@@ -1196,6 +1707,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=1,
         help="run a and d this many times, alternating; ratios use the fastest of each "
         "(other processes' load only ever slows a run down)",
+    )
+    parser.add_argument(
+        "--kill-clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="case b: kill at 90%% of a's wall time (default) or of its CPU seconds (less "
+        "shifted by other load on a shared machine)",
     )
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--timeout", type=float, default=3600, help="per child process, s")
@@ -1211,8 +1729,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.days < 2 or args.rows < args.days:
         parser.error("need --days >= 2 and --rows >= --days")
-    if set(args.cases) - set("abcdefgh"):
-        parser.error("--cases takes letters a-h")
+    if set(args.cases) - set("abcdefghij"):
+        parser.error("--cases takes letters a-j")
     if args.workdir is None:
         args.workdir = f"/tmp/ninelives-bench/rows-{args.rows}"
     return args
@@ -1220,10 +1738,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def report_only(args: argparse.Namespace, argv: list[str]) -> int:
     out = Path(args.results)
-    res = json.loads((out / "latest.json").read_text())
+    res = with_aliases(json.loads((out / "latest.json").read_text()))
     if res.get("rows") != Bench(args).rows:
         raise SystemExit(f"[bench] {out / 'latest.json'} is for {res.get('rows')} rows")
-    res["profile"] = partition_profile(Path(args.workdir))
+    res["profile"] = profile(Path(args.workdir), res.get("runs"))
     text = json.dumps(res, indent=2, default=str) + "\n"
     (out / "latest.json").write_text(text)
     (out / f"rows-{args.rows}.json").write_text(text)
@@ -1242,8 +1760,10 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(args)
     bench.work.mkdir(parents=True, exist_ok=True)
     cases = set(args.cases)
-    if cases & set("bcdeg") or "h" in cases:
-        cases.add("a")  # their ratios are against the full run, c and g run on its lakehouse
+    if cases & set("bcdeghij"):
+        # Their ratios are against the full run (b's kill is timed by it too); c and g run
+        # on its lakehouse.
+        cases.add("a")
     if "h" in cases:
         cases.add("b")
     print(
@@ -1253,29 +1773,37 @@ def main(argv: list[str] | None = None) -> int:
     )
     started = time.monotonic()
     bench.seed()
+    if "j" in cases:
+        for days in bench.scaling:
+            bench.seed(days)
     if args.seed_only:
         return 0
-    # Timed runs one at a time; a and d back to back, so that the overhead ratio
-    # compares them under similar load.
+    # Timed runs one at a time; a, d and i back to back, so that the ratios against the
+    # baselines compare runs under similar load.
     for repeat in range(args.repeat):
         suffix = f"_{repeat + 1}" if repeat else ""
         if "a" in cases:
             bench.case_a(suffix)
         if "d" in cases:
             bench.case_d(suffix)
+        if "i" in cases:
+            bench.case_i(suffix)
     if args.bare_nmbs:
         bench.case_d_nmbs()
     if args.parallel_sweep:  # right after a and d: the same load, comparable ratios
         bench.parallel_sweep()
-    for letter, case in (("e", bench.case_e), ("c", bench.case_c)):
+    for letter, case in (("e", bench.case_e), ("c", bench.case_c), ("j", bench.case_j)):
         if letter in cases:
             case()
-    # Runs whose duration is no metric (the killed run of b, the naive loop of f, the
-    # forced rerun of g, which reports Delta metrics) run side by side unless --serial.
+    # b's killed run alone too: it is killed at 90 % of a's wall time, which is 90 % of
+    # a's work only without other runs beside it. Then its rerun, timed.
+    if "b" in cases:
+        bench.case_b_crash()
+        bench.case_b_rerun()
+    # Runs whose duration is no metric (the naive loop of f, the forced rerun of g, which
+    # reports Delta metrics) run side by side unless --serial.
     untimed = [
-        case
-        for letter, case in (("b", bench.case_b_crash), ("f", bench.case_f), ("g", bench.case_g))
-        if letter in cases
+        case for letter, case in (("f", bench.case_f), ("g", bench.case_g)) if letter in cases
     ]
     if args.serial or len(untimed) < 2:
         for case in untimed:
@@ -1285,9 +1813,7 @@ def main(argv: list[str] | None = None) -> int:
         with ThreadPoolExecutor(max_workers=len(untimed)) as pool:
             for future in [pool.submit(case) for case in untimed]:
                 future.result()
-    if "b" in cases:
-        bench.case_b_rerun()
-    inspected = bench.inspect() if cases & set("abdf") else {}
+    inspected = bench.inspect() if cases & set("abdfij") else {}
     res = bench.results(inspected, load_start)
     res["bench_seconds"] = round(time.monotonic() - started, 1)
     res["argv"] = argv
@@ -1298,7 +1824,8 @@ def main(argv: list[str] | None = None) -> int:
     (out / f"rows-{bench.rows_requested}.json").write_text(text)  # kept per size
     write_chart(res, out / "ratios.png")
     write_markdown(res, Path(args.markdown), argv)
-    summary = {k: res[k] for k in ("rows", "full_s", *TARGETS, "naive_duplicates", "peak_rss_mb")}
+    keys = ("rows", "full_s", *TARGETS, *(k for k in res if re.fullmatch(r"dates_\d+_vs_\d+", k)))
+    summary = {k: res.get(k) for k in (*dict.fromkeys(keys), "naive_duplicates", "peak_rss_mb")}
     print("[bench] " + json.dumps(summary), flush=True)
     print(f"[bench] done in {res['bench_seconds']} s; wrote {out / 'latest.json'}, {args.markdown}")
     return 0
