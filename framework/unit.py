@@ -285,13 +285,21 @@ def _stage_and_count(
     malformed = None
     if any(CORRUPT_COLUMN in raw.columns for raw in raws.values()):
         # Spark refuses queries on raw JSON that touch only the corrupt-record column,
-        # and both halves are used twice: cache the parsed input once.
-        raw_all = _union([r.withColumn(UNIT_COLUMN, F.lit(p)) for p, r in raws.items()])
-        raw_all = raw_all.persist(StorageLevel.MEMORY_AND_DISK)
-        cached.append(raw_all)
-        malformed = raw_all.where(F.col(CORRUPT_COLUMN).isNotNull())
-        good = raw_all.where(F.col(CORRUPT_COLUMN).isNull()).drop(CORRUPT_COLUMN)
-        raws = {p: good.where(F.col(UNIT_COLUMN) == F.lit(p)).drop(UNIT_COLUMN) for p in raws}
+        # and both halves are used twice: cache each date's parsed input once. (One
+        # cache of them all would be scanned whole once per date: dates x files tasks.)
+        bad = []
+        for partition, raw in raws.items():
+            if CORRUPT_COLUMN not in raw.columns:  # an allow_empty job's empty date
+                continue
+            raw = raw.persist(StorageLevel.MEMORY_AND_DISK)
+            cached.append(raw)
+            bad.append(
+                raw.where(F.col(CORRUPT_COLUMN).isNotNull()).withColumn(
+                    UNIT_COLUMN, F.lit(partition)
+                )
+            )
+            raws[partition] = raw.where(F.col(CORRUPT_COLUMN).isNull()).drop(CORRUPT_COLUMN)
+        malformed = _union(bad)
     outs = []
     for partition, raw in raws.items():
         try:
