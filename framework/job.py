@@ -62,7 +62,7 @@ class Job:
         checksum mismatch) does: ``fail`` (default) fails the partition naming the file;
         ``quarantine`` quarantines the whole file (its path and the reason, counted as
         one record read and rejected) and processes the partition's other files.
-    :param max_attempts: attempts per partition and run for transient errors (Delta
+    :param max_attempts: attempts per work unit and run for transient errors (Delta
         write conflicts, I/O errors), with exponential backoff and jitter.
     :param watermark_start: makes this an incremental (watermark) job over daily
         windows of an append-only source, starting at this date. Its watermark is the
