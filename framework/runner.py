@@ -692,7 +692,7 @@ def _failed(running: PartitionState, error: BaseException) -> PartitionState:
 
 def _driver_died(job: Job, failed: list[PartitionState]) -> DriverDiedError:
     """The failure as the JVM's last words tell it, for a new process to record."""
-    fatal = jvm_fatal_error()
+    fatal = jvm_fatal_error(wait=2.0)  # the JVM may still be writing its last words
     if fatal:
         kind, _, detail = fatal.removeprefix("java.lang.").partition(":")
         cause = f"{kind}: {detail.strip()}" if detail.strip() else kind

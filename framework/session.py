@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -142,8 +143,18 @@ def _no_traceback_when_the_jvm_dies(spark: SparkSession) -> None:
 
 
 def driver_alive(spark: SparkSession) -> bool:
-    """Whether the session's driver still answers (its JVM may have died under us)."""
+    """Whether the session's driver still works (its JVM may have died under us).
+
+    A driver that wrote a fatal error, or whose SparkContext is stopped, counts as dead
+    even while its JVM still answers: Spark exits the JVM on OutOfMemoryError, but runs
+    its shutdown hooks first, and calls made meanwhile fail with unrelated errors.
+    """
+    if _fatal_line is not None:
+        return False
     try:
+        context = getattr(spark, "_sc", None)  # a classic session's; Spark Connect has none
+        if context is not None:
+            return not context._jsc.sc().isStopped()
         spark.conf.get("spark.app.name")
     except Exception:
         return False
@@ -158,9 +169,13 @@ _FATAL = re.compile(r"^java\.lang\.(OutOfMemoryError|StackOverflowError|Internal
 _fatal_line: str | None = None
 
 
-def jvm_fatal_error() -> str | None:
+def jvm_fatal_error(wait: float = 0.0) -> str | None:
     """The last fatal error line the local session's JVM wrote on stderr, if any, such as
-    ``java.lang.OutOfMemoryError: Java heap space``; seen only while quiet (the default)."""
+    ``java.lang.OutOfMemoryError: Java heap space``; seen only while quiet (the default).
+    ``wait``: seconds to give the thread that reads the JVM's stderr to see it."""
+    deadline = time.monotonic() + wait
+    while _fatal_line is None and time.monotonic() < deadline:
+        time.sleep(0.05)
     return _fatal_line
 
 
