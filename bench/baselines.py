@@ -117,8 +117,8 @@ def day_path(root: str, day: dt.date) -> str:
 
 
 def ensure_table(spark: SparkSession, target: str, df: DataFrame) -> None:
-    """Create the target like ``framework.sinks.ensure_table``: partitioned by the date,
-    deletion vectors on."""
+    """Create the target as ninelives' first write does: partitioned by the date, with
+    ``framework.sinks.TABLE_PROPERTIES`` (deletion vectors on)."""
     if not DeltaTable.isDeltaTable(spark, target):
         (
             DeltaTable.createIfNotExists(spark)

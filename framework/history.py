@@ -206,12 +206,8 @@ class RunHistory:
         """Append ``record`` in one commit (creating the table on first use)."""
         row = tuple(getattr(record, name) for name in HISTORY_SCHEMA.fieldNames())
         df = self.spark.createDataFrame([row], HISTORY_SCHEMA)
-        writer = df.write.format("delta").mode("append")
         with write_lock(self.ref):
-            if self.ref.path is not None:
-                writer.save(self.ref.path)
-            else:
-                writer.saveAsTable(str(self.ref.full_name))
+            self.ref.save(self.spark, df.write.format("delta").mode("append"), HISTORY_SCHEMA)
 
     def recent(self, job: str, limit: int = 20) -> list[RunRecord]:
         """The newest ``limit`` runs of ``job``, newest first."""

@@ -92,6 +92,9 @@ LEDGER_SCHEMA = StructType(
     ]
 )
 
+# Many one-row commits: compact them as they come, keep reads fast.
+LEDGER_PROPERTIES = {"delta.autoOptimize.autoCompact": "true"}
+
 ERROR_MESSAGE_LIMIT = 4000
 
 
@@ -156,17 +159,14 @@ class Ledger:
         self.ref = ref
 
     def ensure(self) -> None:
-        """Create the ledger table if it does not exist yet."""
+        """Create the ledger table if it does not exist yet (a MERGE needs a table to
+        merge into; :meth:`record` creates it with its first rows)."""
         if self.ref.exists(self.spark):
             return
         with write_lock(self.ref):
             if not self.ref.exists(self.spark):
                 self.ref.create(
-                    self.spark,
-                    LEDGER_SCHEMA,
-                    partition_by="job",
-                    # Many one-row commits: compact them as they come, keep reads fast.
-                    properties={"delta.autoOptimize.autoCompact": "true"},
+                    self.spark, LEDGER_SCHEMA, partition_by="job", properties=LEDGER_PROPERTIES
                 )
 
     def frame(self) -> DataFrame:
@@ -204,7 +204,6 @@ class Ledger:
         items = [states] if isinstance(states, PartitionState) else list(states)
         if not items:
             return []
-        self.ensure()
         now = utcnow()
         items = [s if s.recorded_at else dataclasses.replace(s, recorded_at=now) for s in items]
         rows = [_to_row(s, now) for s in items]
@@ -212,10 +211,9 @@ class Ledger:
         # mergeSchema: a ledger written before a column was added takes the new column.
         writer = df.write.format("delta").mode("append").option("mergeSchema", "true")
         with write_lock(self.ref):
-            if self.ref.path is not None:
-                writer.save(self.ref.path)
-            else:
-                writer.saveAsTable(str(self.ref.full_name))
+            self.ref.save(
+                self.spark, writer, LEDGER_SCHEMA, partition_by="job", properties=LEDGER_PROPERTIES
+            )
         return items
 
     def claim(
@@ -236,10 +234,10 @@ class Ledger:
         claims = [c for unit in units for c in unit.values()]
         if not claims:
             return [{} for _ in units]
-        self.ensure()
         job = claims[0][0].job
         if needs_lock(self.ref):
             return self._claim_under_lock(job, units, above)
+        self.ensure()
         return self._claim_by_merge(job, units, above)
 
     def _claim_under_lock(

@@ -52,6 +52,7 @@ from typing import Any
 
 from pyspark.sql import Column, DataFrame, DataFrameWriter, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 from framework.errors import AccountingError, FencedError
 from framework.keys import KEY_COLUMN, ROW_HASH_COLUMN
@@ -266,20 +267,9 @@ def _own_commit(spark: SparkSession, ref: TableRef, tag: CommitTag) -> CommitRes
     return find_commit(spark, ref, tag)
 
 
-def ensure_table(spark: SparkSession, ref: TableRef, df: DataFrame, partition_column: str) -> None:
-    """Create ``ref`` with ``df``'s schema, partitioned by ``partition_column``, if missing."""
-    if ref.exists(spark):
-        return
-    with write_lock(ref):
-        if not ref.exists(spark):
-            ref.create(
-                spark,
-                df.schema,
-                partition_by=checked_identifier(partition_column, "partition column"),
-                # Deletion vectors: an update or delete marks rows instead of rewriting
-                # their files, and a MERGE that changes nothing writes nothing.
-                properties={"delta.enableDeletionVectors": "true"},
-            )
+# Deletion vectors: an update or delete marks rows instead of rewriting their files, and
+# a MERGE that changes nothing writes nothing.
+TABLE_PROPERTIES = {"delta.enableDeletionVectors": "true"}
 
 
 def _fenced(spark: SparkSession, ref: TableRef, tag: CommitTag) -> FencedError:
@@ -302,31 +292,39 @@ def _committed(spark: SparkSession, ref: TableRef, tag: CommitTag) -> CommitResu
     return commit
 
 
-def write_marker(spark: SparkSession, ref: TableRef, df: DataFrame, tag: CommitTag) -> CommitResult:
+def write_marker(
+    spark: SparkSession, ref: TableRef, df: DataFrame, partition_column: str, tag: CommitTag
+) -> CommitResult:
     """An empty, tagged append: records the unit's transaction id and metadata.
 
     A MERGE that changes nothing makes no commit (with deletion vectors), yet the unit
     must leave its transaction version in the log for fencing and its tag for healing.
     Delta skips this commit too when a newer unit already committed.
     """
-    return _tagged_save(spark, ref, df.limit(0).write.mode("append"), tag)
+    empty = df.limit(0).write.mode("append")
+    return _tagged_save(spark, ref, empty, df.schema, partition_column, tag)
 
 
 def _tagged_save(
-    spark: SparkSession, ref: TableRef, writer: DataFrameWriter, tag: CommitTag
+    spark: SparkSession,
+    ref: TableRef,
+    writer: DataFrameWriter,
+    schema: StructType,
+    partition_column: str,
+    tag: CommitTag,
 ) -> CommitResult:
-    """Save with the unit's transaction id and metadata; the commit it made."""
+    """Save with ``writer`` (rows of ``schema``) and the unit's transaction id and
+    metadata; the commit it made. The first write to ``ref`` creates it, partitioned by
+    ``partition_column``."""
     writer = (
         writer.format("delta")
         .option("txnAppId", tag.app_id)
         .option("txnVersion", tag.unit)
         .option("userMetadata", tag.metadata_json)
     )
+    partition_by = checked_identifier(partition_column, "partition column")
     with write_lock(ref):
-        if ref.path is not None:
-            writer.save(ref.path)
-        else:
-            writer.saveAsTable(str(ref.full_name))
+        ref.save(spark, writer, schema, partition_by=partition_by, properties=TABLE_PROPERTIES)
         return _committed(spark, ref, tag)
 
 
@@ -400,7 +398,8 @@ class MergeSink:
     ) -> CommitResult:
         """One tagged write; ``evolve`` adds the source's new columns to the target.
 
-        A unit whose partitions the target has no file of is written by
+        A unit whose partitions the target has no file of (or a target not created yet:
+        the write creates it) is written by
         :func:`replace_partitions`. Otherwise one MERGE, whose source is ``df`` plus one
         row per key of the target partitions that ``df`` lacks (that key, its partition
         value, every other column NULL, ``_row_hash`` included): a MATCHED clause deletes
@@ -408,10 +407,9 @@ class MergeSink:
         partition predicate lets Delta skip every other partition's files, which
         ``WHEN NOT MATCHED BY SOURCE`` would not allow.
         """
-        ensure_table(spark, ref, df, partition_column)
         pc, key, row_hash = partition_column, KEY_COLUMN, ROW_HASH_COLUMN
         with write_lock(ref):
-            if not _partition_files(spark, ref, partition_column, tag):
+            if not ref.exists(spark) or not _partition_files(spark, ref, pc, tag):
                 rows = _rows_per_partition(df, partition_column, tag)
                 return replace_partitions(
                     spark, ref, df, partition_column, tag, rows, evolve=evolve
@@ -473,7 +471,7 @@ class MergeSink:
             fenced = _fenced(spark, ref, tag)
             if fenced.newest_unit >= tag.unit:
                 raise fenced
-            return write_marker(spark, ref, df, tag)
+            return write_marker(spark, ref, df, pc, tag)
 
 
 @dataclass(frozen=True)
@@ -510,7 +508,6 @@ def replace_partitions(
 ) -> CommitResult:
     """Overwrite the unit's partitions with ``df`` (``replaceWhere``) in one tagged commit;
     ``rows``: each partition's rows in ``df``, for the commit's metadata."""
-    ensure_table(spark, ref, df, partition_column)
     if rows is not None:
         tag = tag.with_counts(_written_whole(tag, rows))
     dates = ", ".join(f"DATE'{p}'" for p in tag.partitions)
@@ -519,15 +516,14 @@ def replace_partitions(
     )
     if evolve:
         writer = writer.option("mergeSchema", "true")
-    return _tagged_save(spark, ref, writer, tag)
+    return _tagged_save(spark, ref, writer, df.schema, partition_column, tag)
 
 
 def append_partitions(
     spark: SparkSession, ref: TableRef, df: DataFrame, partition_column: str, tag: CommitTag
 ) -> CommitResult:
     """Append ``df`` in one tagged commit: for partitions nothing was written to before."""
-    ensure_table(spark, ref, df, partition_column)
-    return _tagged_save(spark, ref, df.write.mode("append"), tag)
+    return _tagged_save(spark, ref, df.write.mode("append"), df.schema, partition_column, tag)
 
 
 def _partition_files(

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
 from pyspark.sql.types import StructType
 
 from framework.config import LakehouseConfig
@@ -44,8 +44,9 @@ class TableRef:
 
         A folder that holds no commit is a table that does not exist yet: an empty
         ``_delta_log/``, one with only temporary files, or data files without a commit
-        (what a kill inside the table's first commit leaves). :meth:`create` makes the
-        table there; Delta ignores the leftovers, and VACUUM removes them later.
+        (what a kill inside the table's first commit leaves). The first :meth:`save`
+        (or :meth:`create`) makes the table there; Delta ignores the leftovers, and
+        VACUUM removes them later.
         """
         if self.path is not None:
             return DeltaTable.isDeltaTable(spark, self.path)
@@ -66,13 +67,15 @@ class TableRef:
         spark: SparkSession,
         schema: StructType,
         *,
-        partition_by: str,
+        partition_by: str | None = None,
         properties: Mapping[str, str] | None = None,
     ) -> None:
         """Create the empty table: one commit of ``schema``, partitioning and properties.
 
-        Call it when :meth:`exists` is false, under the table's write lock. A path
-        table is made by an empty append, which, unlike ``DeltaTable.createIfNotExists``
+        For a table that must exist before its first write (the ledger that a MERGE
+        claims into); :meth:`save` creates a table with its first rows instead. Call it
+        when :meth:`exists` is false, under the table's write lock. A path table is made
+        by an empty append, which, unlike ``DeltaTable.createIfNotExists``
         (``DELTA_TABLE_NOT_FOUND``), also succeeds on a folder that a kill left without a
         commit. A catalog table is created by the catalog in one step.
 
@@ -81,26 +84,51 @@ class TableRef:
             ref.create(spark, LEDGER_SCHEMA, partition_by="job",
                        properties={"delta.autoOptimize.autoCompact": "true"})
         """
-        properties = dict(properties or {})
         if self.path is not None:
-            (
-                spark.createDataFrame([], schema)
-                .write.format("delta")
-                .mode("append")
-                .partitionBy(partition_by)
-                .options(**properties)
-                .save(self.path)
+            self.save(
+                spark,
+                spark.createDataFrame([], schema).write.format("delta").mode("append"),
+                schema,
+                partition_by=partition_by,
+                properties=properties,
             )
             return
-        builder = (
-            DeltaTable.createIfNotExists(spark)
-            .tableName(str(self.full_name))
-            .addColumns(schema)
-            .partitionedBy(partition_by)
-        )
-        for key, value in properties.items():
+        builder = DeltaTable.createIfNotExists(spark).tableName(str(self.full_name))
+        builder = builder.addColumns(schema)
+        if partition_by is not None:
+            builder = builder.partitionedBy(partition_by)
+        for key, value in (properties or {}).items():
             builder = builder.property(key, value)
         builder.execute()
+
+    def save(
+        self,
+        spark: SparkSession,
+        writer: DataFrameWriter,
+        schema: StructType,
+        *,
+        partition_by: str | None = None,
+        properties: Mapping[str, str] | None = None,
+    ) -> None:
+        """Run ``writer`` (format, mode and options set) against the table; the first
+        write creates it, partitioned by ``partition_by``, with ``properties``.
+
+        A path table is created by that write's own commit: no empty commit before it,
+        and a folder that a kill left without a commit is simply written over (Delta
+        ignores the leftovers; VACUUM removes them later). A catalog table is created
+        by the catalog first, with ``schema``. Call it under the table's write lock.
+        """
+        if not self.exists(spark):
+            if self.path is None:
+                self.create(spark, schema, partition_by=partition_by, properties=properties)
+            else:
+                writer = writer.options(**dict(properties or {}))
+                if partition_by is not None:
+                    writer = writer.partitionBy(partition_by)
+        if self.path is not None:
+            writer.save(self.path)
+        else:
+            writer.saveAsTable(str(self.full_name))
 
 
 class Lakehouse:

@@ -143,7 +143,8 @@ def test_a_unit_skipped_for_a_newer_number_is_claimed_again_above_it(
     run(spark, sample_config, ORDERS, [D3])
     lake = Lakehouse(sample_config.lakehouse)
     ref = lake.table(ORDERS.sink.table)
-    write_marker(spark, ref, ref.read(spark), CommitTag.single(ORDERS.name, D3, "other", 50, 2))
+    marker = CommitTag.single(ORDERS.name, D3, "other", 50, 2)
+    write_marker(spark, ref, ref.read(spark), ORDERS.partition_column, marker)
 
     report = run(spark, sample_config, ORDERS, [D1, D2])
     assert [(r.partition, r.state, r.attempt, r.unit) for r in report.results] == [

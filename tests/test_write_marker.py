@@ -18,14 +18,14 @@ def test_marker_records_the_attempt_and_is_fenced_like_any_commit(spark, config)
     MergeSink("silver.t").write(spark, ref, df, "day", CommitTag.single("job", D1, "r", 1))
     before = ref.read(spark).collect()
 
-    marker = write_marker(spark, ref, df, CommitTag.single("job", D1, "r2", 3))
+    marker = write_marker(spark, ref, df, "day", CommitTag.single("job", D1, "r2", 3))
     assert marker.operation == "WRITE"
     assert marker.metric("numFiles") == 0 and marker.metric("numOutputRows") == 0
     assert marker.metadata["unit"] == 3 and marker.partition(D1)["attempt"] == 3
     assert ref.read(spark).collect() == before
 
     with pytest.raises(FencedError):
-        write_marker(spark, ref, df, CommitTag.single("job", D1, "zombie", 2))
+        write_marker(spark, ref, df, "day", CommitTag.single("job", D1, "zombie", 2))
     with pytest.raises(FencedError):
         MergeSink("silver.t").write(
             spark,
