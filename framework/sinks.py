@@ -398,14 +398,14 @@ class MergeSink:
     ) -> CommitResult:
         """One tagged write; ``evolve`` adds the source's new columns to the target.
 
-        A unit whose partitions the target has no file of (or a target not created yet:
-        the write creates it) is written by
-        :func:`replace_partitions`. Otherwise one MERGE, whose source is ``df`` plus one
-        row per key of the target partitions that ``df`` lacks (that key, its partition
-        value, every other column NULL, ``_row_hash`` included): a MATCHED clause deletes
-        those. Every clause is then about rows of the unit's partitions, and the literal
-        partition predicate lets Delta skip every other partition's files, which
-        ``WHEN NOT MATCHED BY SOURCE`` would not allow.
+        A unit whose partitions the target has no file of (or a target not created yet,
+        which that write creates) is written by :func:`replace_partitions`. Otherwise
+        one MERGE, whose source is ``df`` plus one row per key of the target partitions
+        that ``df`` lacks (that key, its partition value, every other column NULL,
+        ``_row_hash`` included): a MATCHED clause deletes those. Every clause is then
+        about rows of the unit's partitions, and the literal partition predicate lets
+        Delta skip every other partition's files, which ``WHEN NOT MATCHED BY SOURCE``
+        would not allow.
         """
         pc, key, row_hash = partition_column, KEY_COLUMN, ROW_HASH_COLUMN
         with write_lock(ref):
