@@ -20,11 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from delta.tables import DeltaTable
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
 from pyspark.sql.types import StructType
 
 from framework.config import LakehouseConfig
 from framework.names import checked_identifier, checked_table_name
+
+# What loading a path without a committed Delta version raises: no folder at all, or a
+# folder whose log holds no commit.
+_NO_TABLE = frozenset({"PATH_NOT_FOUND", "DELTA_TABLE_NOT_FOUND"})
 
 
 @dataclass(frozen=True)
@@ -47,10 +52,21 @@ class TableRef:
         (what a kill inside the table's first commit leaves). The first :meth:`save`
         (or :meth:`create`) makes the table there; Delta ignores the leftovers, and
         VACUUM removes them later.
+
+        A path table is asked by loading it, which reads its log afresh. Not by
+        ``DeltaTable.isDeltaTable``: that answers from the JVM's cached log, and a log
+        it first saw without a commit stays "no table" after another process commits
+        version 0, so two runners that start on a fresh lakehouse both won a claim.
         """
-        if self.path is not None:
-            return DeltaTable.isDeltaTable(spark, self.path)
-        return spark.catalog.tableExists(str(self.full_name))
+        if self.path is None:
+            return spark.catalog.tableExists(str(self.full_name))
+        try:
+            spark.read.format("delta").load(self.path)
+        except AnalysisException as error:
+            if error.getCondition() in _NO_TABLE:
+                return False
+            raise
+        return True
 
     def delta(self, spark: SparkSession) -> DeltaTable:
         if self.path is not None:

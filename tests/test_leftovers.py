@@ -10,6 +10,7 @@ quarantine, ledger, run history), the next run creates the table and finishes th
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -82,3 +83,23 @@ def test_every_table_is_created_over_what_a_killed_first_commit_left(
     assert (state.state, state.attempt) == (COMPLETE, 1)
     runs = RunHistory.of(spark, lake).recent(ORDERS.name)
     assert len(runs) == 2 and runs[0].run_id == rerun.run_id
+
+
+def test_a_first_commit_by_another_process_is_seen_at_once(
+    spark: SparkSession, sample_config: Config, tmp_path: Path
+) -> None:
+    """This process looks at the ledger while another one is inside its first commit,
+    then that commit lands (a file copied in place, as another JVM's rename is): the
+    ledger exists, and a claim sees the other runner's rows."""
+    lake = Lakehouse(sample_config.lakehouse)
+    ledger = lake.framework_table("ledger")
+    empty_log(Path(str(ledger.path)))
+    assert not ledger.exists(spark)
+
+    other = Lakehouse(sample_config.with_lakehouse_root(str(tmp_path / "other")).lakehouse)
+    assert run_day(spark, other).exit_code == 0
+    shutil.copytree(str(other.framework_table("ledger").path), str(ledger.path), dirs_exist_ok=True)
+
+    assert ledger.exists(spark)
+    state = Ledger(spark, ledger).states(ORDERS.name)[ORDERS.name][DAY]
+    assert state.state == COMPLETE
