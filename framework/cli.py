@@ -365,13 +365,25 @@ COMMANDS = {
 COMMANDS.update(OPS_COMMANDS)  # history, report; status with --state/--json
 
 
+def quiet_py4j() -> None:
+    """Keep py4j's tracebacks off stderr: it logs one for every call that meets a dead
+    JVM, to its own logger and, for a failed send, to the root logger (which makes
+    :mod:`logging` print it). The error that follows says what happened in one line."""
+    py4j = logging.getLogger("py4j")
+    py4j.addHandler(logging.NullHandler())
+    py4j.propagate = False
+    logging.getLogger().addFilter(_not_from_py4j)
+
+
+def _not_from_py4j(record: logging.LogRecord) -> bool:
+    return f"{os.sep}py4j{os.sep}" not in record.pathname
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ninelives`` script and of ``jobs/*.py`` under spark-submit."""
     args = build_parser().parse_args(argv)
     if not os.environ.get("NINELIVES_DEBUG"):
-        # py4j logs a traceback for every call that meets a dead JVM; the error that
-        # follows says it in one line.
-        logging.getLogger("py4j").addHandler(logging.NullHandler())
+        quiet_py4j()
     console = Console(
         highlight=False, soft_wrap=False, width=200 if not sys.stdout.isatty() else None
     )

@@ -440,3 +440,38 @@ def test_a_driver_out_of_memory_is_recorded_with_what_to_change(
     state = ledger.states("orders_swelling")["orders_swelling"][DAY]
     assert (state.state, state.attempt, state.error_class) == (FAILED, 1, "OutOfMemoryError")
     assert state.error_message == message.split(": ", 1)[1]
+
+
+PY4J_MEETS_A_DEAD_JVM = """
+import socket, sys, threading
+from py4j.java_gateway import GatewayClient, GatewayParameters
+from framework.cli import quiet_py4j
+
+if sys.argv[1] == "quiet":
+    quiet_py4j()
+dead = socket.create_server(("127.0.0.1", 0))  # accepts, then hangs up: a JVM that died
+
+
+def hang_up():
+    while True:
+        dead.accept()[0].close()
+
+
+threading.Thread(target=hang_up, daemon=True).start()
+client = GatewayClient(gateway_parameters=GatewayParameters(port=dead.getsockname()[1]))
+print(repr(client.send_command("c\\nt\\ngetClass\\ne\\n")))  # py4j's error answer
+"""
+
+
+def test_py4j_meeting_a_dead_jvm_prints_no_traceback_from_the_cli() -> None:
+    """py4j's failed send logs a traceback through the root logger (the ``ERROR:root:
+    Exception while sending command.`` that a CI run's out-of-memory test once saw)."""
+
+    def stderr(mode: str) -> str:
+        argv = [sys.executable, "-c", PY4J_MEETS_A_DEAD_JVM, mode]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
+        assert done.stdout.strip() == "'x'", done
+        return done.stderr
+
+    assert "ERROR:root:Exception while sending command." in stderr("as-is")  # py4j does
+    assert stderr("quiet") == ""
