@@ -233,8 +233,14 @@ def child_env(crash_at: str | None = None, archive: Path | None = CDS_ARCHIVE) -
 
 
 def run_command(lake: Lake, dates: Sequence[dt.date], *extra: str) -> list[str]:
-    """The command line over ``dates``; for a watermark job, over every window from its
-    watermark to the last of ``dates`` (``--to``), as a nightly run would."""
+    """The command line of a child run: ``python -m framework.cli`` and :func:`run_args`."""
+    return [sys.executable, "-m", "framework.cli", *run_args(lake, dates, *extra)]
+
+
+def run_args(lake: Lake, dates: Sequence[dt.date], *extra: str) -> list[str]:
+    """The ``ninelives`` arguments of a run over ``dates``; for a watermark job, over
+    every window from its watermark to the last of ``dates`` (``--to``), as a nightly
+    run would."""
     first, last = min(dates), max(dates)
     if lake.job.watermark_start is not None:
         span = ["--to", last.isoformat()]
@@ -243,9 +249,6 @@ def run_command(lake: Lake, dates: Sequence[dt.date], *extra: str) -> list[str]:
     else:
         span = ["--from", first.isoformat(), "--to", last.isoformat()]
     return [
-        sys.executable,
-        "-m",
-        "framework.cli",
         "run",
         lake.job.name,
         *span,

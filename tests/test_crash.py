@@ -38,6 +38,7 @@ from filelock import FileLock
 from pyspark.sql import Row, SparkSession
 from pyspark.sql import functions as F
 
+from framework.cli import main
 from framework.crashpoints import POINTS, RENEWAL_POINT
 from framework.history import HistoryObserver, RunHistory
 from framework.job import Job
@@ -66,6 +67,7 @@ from tests.crashkit import (
     read_reference,
     reference_run,
     rerun,
+    run_args,
     run_child,
     start_run,
 )
@@ -494,7 +496,7 @@ def test_two_runners_on_different_dates_both_finish_and_no_commit_is_lost(
 
 
 def test_a_runner_killed_holding_its_lease_is_taken_over_by_the_next_plain_run(
-    spark, tmp_path, landing, first_day_done, reference
+    spark, tmp_path, landing, first_day_done, reference, capsys
 ) -> None:
     lake = new_lake(tmp_path, landing, template=first_day_done)
     dead = run_child(lake, [D2], crash_at=f"after_claim@{D2}")
@@ -502,13 +504,15 @@ def test_a_runner_killed_holding_its_lease_is_taken_over_by_the_next_plain_run(
     claimed = partition_state(spark, lake, D2)
     assert claimed is not None and claimed.state != COMPLETE and claimed.pid == dead.pid, claimed
 
-    # Immediately, without --wait and without any manual step, on the command line.
-    again = run_child(lake, [D2])
-    expect_exit(again, 0)
-    assert not HELD.search(again.stderr), again.describe()
+    # Immediately, without --wait and without any manual step, on the command line: the
+    # CLI's entry point, in this process (another process than the dead one's).
+    capsys.readouterr()
+    assert main(run_args(lake, [D2])) == 0
+    stderr = capsys.readouterr().err
+    assert not HELD.search(stderr), stderr
     final = partition_state(spark, lake, D2)
     assert final.state == COMPLETE and final.attempt > claimed.attempt, (claimed, final)
-    assert final.pid == again.pid, final
+    assert final.pid == os.getpid(), final
     assert_recovered(spark, lake, reference.restricted(TWO_DAYS))
 
 
