@@ -90,7 +90,7 @@ def test_a_first_commit_by_another_process_is_seen_at_once(
 ) -> None:
     """This process looks at the ledger while another one is inside its first commit,
     then that commit lands (a file copied in place, as another JVM's rename is): the
-    ledger exists, and a claim sees the other runner's rows."""
+    ledger exists, and its states, what a claim reads, hold the other runner's rows."""
     lake = Lakehouse(sample_config.lakehouse)
     ledger = lake.framework_table("ledger")
     empty_log(Path(str(ledger.path)))
