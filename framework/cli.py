@@ -365,12 +365,15 @@ COMMANDS = {
 COMMANDS.update(OPS_COMMANDS)  # history, report; status with --state/--json
 
 
+_PY4J_SINK = logging.NullHandler()
+
+
 def quiet_py4j() -> None:
     """Keep py4j's tracebacks off stderr: it logs one for every call that meets a dead
     JVM, to its own logger and, for a failed send, to the root logger (which makes
     :mod:`logging` print it). The error that follows says what happened in one line."""
     py4j = logging.getLogger("py4j")
-    py4j.addHandler(logging.NullHandler())
+    py4j.addHandler(_PY4J_SINK)  # once, however often main() runs in one process
     py4j.propagate = False
     logging.getLogger().addFilter(_not_from_py4j)
 
