@@ -22,8 +22,8 @@ from collections.abc import Iterable
 POINTS = (
     "after_claim",
     "after_read",
-    "after_target_commit",
     "after_rejects_commit",
+    "after_target_commit",
     "before_complete",
 )
 RENEWAL_POINT = "lease_renewal"

@@ -6,7 +6,7 @@ per table, and every partition's own counts and outcome.
     read source(P) for each P of the unit -> split malformed -> transform (per P)
       -> schema drift check (per P) -> expectations, and rows outside their P
       -> key + row hash -> dedupe by (P, key) -> counts per P (one grouped aggregate)
-      -> leave out the partitions that fail -> target commit -> quarantine commit
+      -> leave out the partitions that fail -> quarantine commit -> target commit
       -> a complete state per P
 
 Every source record ends in exactly one place: the target, the quarantine (with a
@@ -15,6 +15,10 @@ one aggregate over the staged rows, grouped by partition, and are checked agains
 target commit (:class:`~framework.errors.AccountingError`). A partition that fails
 before the write (no source, schema drift, a ``fail`` rule, too many rejects) is left
 out of the commits and reported with its error; its neighbours commit.
+
+The quarantine commits before the target, so the target commit is the unit's last
+write: a crash after it leaves every partition healable from that commit's metadata,
+without recomputing; a crash before it leaves rejects that the next attempt replaces.
 
 The staged rows are persisted with ``MEMORY_AND_DISK`` (what does not fit the storage
 memory spills to local disk), and the runner bounds a unit by its input bytes
@@ -382,6 +386,16 @@ def _rejects(
     return _union(frames)
 
 
+def _may_hold_rejects(previous: PartitionState | None) -> bool:
+    """Whether the quarantine may hold rows of the partition from before this attempt:
+    unless it was never claimed, or completed with none. An abandoned, failed or fenced
+    attempt may have committed its rejects without its target rows; a zombie's late
+    quarantine commit is fenced off by this attempt's newer transaction version."""
+    if previous is None:
+        return False
+    return previous.state != COMPLETE or previous.rows_rejected != 0
+
+
 def _check_counts(job: Job, lakehouse: Lakehouse, partition: dt.date, counts: Counts) -> None:
     """The partition's failures its counts show, known before anything is written."""
     where = f"job {job.name}, partition {partition}"
@@ -457,14 +471,14 @@ def process_unit(
             except PartitionError as error:
                 outcome[partition] = error
         ok = tuple(p for p in partitions if p not in outcome)
-        # Quarantined: the rejects of every partition that has some, or to clear an
-        # earlier attempt's; a partition over the reject ratio keeps them visible.
+        # Quarantined: the rejects of every partition that has some, or to clear what an
+        # earlier attempt may have left; a partition over the reject ratio keeps them
+        # visible.
         over_ratio = [p for p, e in outcome.items() if isinstance(e, RejectRatioError)]
         quarantined = tuple(
             p
             for p in sorted((*ok, *over_ratio))
-            if counts[p].rejected > 0
-            or (previous.get(p) is not None and previous[p].rows_rejected != 0)  # type: ignore[union-attr]
+            if counts[p].rejected > 0 or _may_hold_rejects(previous.get(p))
         )
         tag = CommitTag(
             job.name,
@@ -483,6 +497,19 @@ def process_unit(
                 for p in ok
             },
         )
+        # The quarantine commits first: once the target commit exists, every write of
+        # the unit is in Delta, and a crash before the ledger's commit heals from it.
+        if quarantined:
+            qtag = CommitTag(job.name, run_id, unit, {p: attempts[p] for p in quarantined})
+            write_quarantine(
+                spark,
+                quarantine_table(lakehouse, job.name),
+                _rejects(spark, found.staged, found.malformed, unreadable, qtag),
+                qtag,
+                first=all(previous.get(p) is None and attempts[p] == 1 for p in quarantined),
+            )
+            crash_points("after_rejects_commit", quarantined)
+
         commit = None
         if ok:
             assert found.staged is not None
@@ -515,17 +542,6 @@ def process_unit(
             )
             crash_points("after_target_commit", ok)
             check_totals(commit, where)
-
-        if quarantined:
-            qtag = CommitTag(job.name, run_id, unit, {p: attempts[p] for p in quarantined})
-            write_quarantine(
-                spark,
-                quarantine_table(lakehouse, job.name),
-                _rejects(spark, found.staged, found.malformed, unreadable, qtag),
-                qtag,
-                first=all(previous.get(p) is None and attempts[p] == 1 for p in quarantined),
-            )
-            crash_points("after_rejects_commit", quarantined)
 
         crash_points("before_complete", ok)
         for partition in ok:

@@ -6,10 +6,10 @@ A master and one worker (1 core, 1g) are started from the installed pyspark on
 as ``--py-files`` and Delta's jars as ``--jars``, exactly as a user would:
 
 1. the first submission dies by SIGKILL of the driver's process group (the
-   ``after_target_commit`` crash point of the second date: its target commit exists,
-   its quarantine commit and its ledger row do not);
+   ``after_target_commit`` crash point of the second date: its quarantine and target
+   commits exist, its ledger row does not);
 2. the same command, resubmitted without the crash point, exits 0: it skips the first
-   date and redoes the second (its MERGE finds its rows already there);
+   date and heals the second from its target commit, writing no commit of its own;
 3. the lakehouse then equals an uninterrupted in-process run over the same landing
    files: target rows (chispa, audit columns aside), no duplicate ``_key``, every
    ledger state complete with counts equal to the reference's, same quarantine.
@@ -161,9 +161,10 @@ def test_spark_submit_on_a_standalone_cluster_survives_kill_9_of_the_driver(
             rerun.wait()
             expect_exit(rerun, 0)
             rerun_app = ran_on_cluster(rerun, cluster)
-            # D1 stays as it was; D2 (its quarantine commit was missing) is redone.
+            # D1 stays as it was; D2 is healed from its commits, nothing recomputed.
             assert "1 partition(s) planned" in rerun.stdout, rerun.stdout
             assert "1 skipped as already complete" in rerun.stdout, rerun.stdout
+            assert "1 healed from their Delta commits" in rerun.stdout, rerun.stdout
             mark = phase("resubmission", mark)
 
             state = cluster.wait_idle()
@@ -182,7 +183,7 @@ def test_spark_submit_on_a_standalone_cluster_survives_kill_9_of_the_driver(
         assert {d: s.state for d, s in states.items()} == dict.fromkeys(DATES, COMPLETE), states
         assert states[D1].attempt == 1, states[D1]
         committed = committed_partitions(target_path)
-        assert committed.count(D1.isoformat()) == 1, committed
+        assert committed == [D1.isoformat(), D2.isoformat()], committed
         assert_recovered(spark, config, reference)
         phase("checks", mark)
     finally:

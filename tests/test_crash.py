@@ -77,8 +77,9 @@ D1, D2, D3 = DATES = sample_dates(DAYS)
 TWO_DAYS = [D1, D2]
 
 # Whether the crashed partition's target commit exists yet, for the points issue 3 names.
-BEFORE_TARGET_COMMIT = {"after_claim", "after_read"}
-AFTER_TARGET_COMMIT = {"after_target_commit", "after_rejects_commit", "before_complete"}
+# The target commit is a unit's last write, so after it the rerun heals the unit.
+BEFORE_TARGET_COMMIT = {"after_claim", "after_read", "after_rejects_commit"}
+AFTER_TARGET_COMMIT = {"after_target_commit", "before_complete"}
 
 RANDOM_KILLS = 1  # the soak (-m soak) kills 200 times; one here keeps the net in every run
 KILL_WINDOW = (3.0, 25.0)  # seconds after the child's start
@@ -196,10 +197,11 @@ def test_every_crash_point_of_issue_3_exists() -> None:
 JOBS = {ORDERS_DAILY.name: ORDERS_DAILY, ORDERS_INCREMENTAL.name: ORDERS_INCREMENTAL}
 SCENARIO = {ORDERS_DAILY.name: "daily", ORDERS_INCREMENTAL.name: "incremental"}
 # The watermark job at one point of each kind its watermark can tell apart: nothing
-# committed (after_read; after_claim is the same state), the target committed
-# (after_target_commit), every write done but the ledger's (before_complete; so is
-# after_rejects_commit). The partition job, whose points these are, has all of them.
-WATERMARK_POINTS = ("after_read", "after_target_commit", "before_complete")
+# committed (after_read; after_claim is the same state), the rejects committed and not
+# the target (after_rejects_commit), every write done but the ledger's
+# (after_target_commit; so is before_complete). The partition job, whose points these
+# are, has all of them.
+WATERMARK_POINTS = ("after_read", "after_rejects_commit", "after_target_commit")
 POINTS_BY_JOB = [
     *((point, ORDERS_DAILY.name) for point in POINTS),
     *((point, ORDERS_INCREMENTAL.name) for point in WATERMARK_POINTS),
@@ -215,7 +217,9 @@ def test_rerun_after_a_crash_at_each_point_equals_an_uninterrupted_run(
     point in D2, and a plain rerun recovers. A kill inside a unit takes all of its
     partitions: neither D2 nor D3 is complete, and D3 is in the target commit exactly
     when D2 is. A watermark never moves past a window whose completion is not recorded,
-    and needs no ``--force`` to finish a window whose data the crashed run committed."""
+    and needs no ``--force`` to finish a window whose data the crashed run committed.
+    Once the unit's target commit exists, every write of it does: the rerun heals the
+    unit from that commit and writes no target commit of its own."""
     job = JOBS[job_name]
     reference, first_day_done = request.getfixturevalue(SCENARIO[job_name])
     lake = new_lake(tmp_path, landing, template=first_day_done, job=job)
@@ -233,7 +237,11 @@ def test_rerun_after_a_crash_at_each_point_equals_an_uninterrupted_run(
     if job.watermark_start is not None:
         assert lake.watermark(spark) == D2, "the watermark moved ahead of a crashed window"
 
-    rerun(spark, lake, dates)
+    target_commits = len(commit_operations(lake.target_path))
+    report = rerun(spark, lake, dates)
+    if point in AFTER_TARGET_COMMIT:
+        assert sorted(s.partition for s in report.healed) == unit, report.healed
+        assert len(commit_operations(lake.target_path)) == target_commits, point
     if job.watermark_start is not None:
         assert lake.watermark(spark) == D3
     assert_recovered(spark, lake, reference.restricted(dates))

@@ -139,7 +139,8 @@ def test_a_unit_skipped_for_a_newer_number_is_claimed_again_above_it(
 ) -> None:
     """The target's log holds unit 50 of the job (a runner of other dates numbered
     higher, or a ledger rebuilt from scratch): Delta skips this run's unit 2, and the run
-    claims its dates again as unit 51 instead of failing them."""
+    claims its dates again as unit 51 instead of failing them. Unit 2's rejects, which
+    committed before its target write was skipped, are replaced by unit 51's."""
     run(spark, sample_config, ORDERS, [D3])
     lake = Lakehouse(sample_config.lakehouse)
     ref = lake.table(ORDERS.sink.table)
@@ -160,6 +161,10 @@ def test_a_unit_skipped_for_a_newer_number_is_claimed_again_above_it(
     reference = beside(sample_config, tmp_path, "reference")
     run(spark, reference, ORDERS, DATES)
     assert_same_rows(target(spark, sample_config), target(spark, reference))
+    quarantined = rejects(spark, sample_config)
+    attempts = quarantined.where(F.col("partition") != D3).select("partition", "attempt")
+    assert sorted(attempts.distinct().collect()) == [(D1, 2), (D2, 2)]
+    assert_same_rows(quarantined.drop("attempt"), rejects(spark, reference).drop("attempt"))
 
 
 def test_dates_are_packed_in_order_by_input_bytes_and_count(spark, sample_config) -> None:
