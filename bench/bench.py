@@ -510,7 +510,7 @@ def _seconds(later: float | None, earlier: float | None) -> float | None:
     return round((later - earlier) / 1000, 2) if later is not None and earlier is not None else None
 
 
-UNIT_STEPS = ("to_target_commit_s", "target_to_quarantine_s", "quarantine_to_ledger_s", "unit_s")
+UNIT_STEPS = ("to_quarantine_commit_s", "to_target_commit_s", "target_to_ledger_s", "unit_s")
 
 
 def unit_profile(lh: Path, run: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -520,10 +520,11 @@ def unit_profile(lh: Path, run: dict[str, Any] | None = None) -> dict[str, Any]:
     partitions' outcomes, all tagged with its number (the target and quarantine
     commits in ``userMetadata``, the ledger rows in their ``unit`` column). Per unit,
     between consecutive commits: the previous unit's ledger commit (the run's claim of
-    all its units, for the first) to the target commit (fingerprints, read, validate,
-    stage, count and the write, whose own ``executionTimeMs`` is given for a MERGE);
-    the quarantine commit since the target's; the ledger's outcome commit since the
-    quarantine's. Only the first run that wrote the target is profiled (later runs of
+    all its units, for the first) to the quarantine commit (fingerprints, read,
+    validate, stage, count and the rejects' write); the target commit since the
+    quarantine's, or since the previous ledger commit in a unit without rejects (the
+    write, whose own ``executionTimeMs`` is given for a MERGE); the ledger's outcome
+    commit since the target's. Only the first run that wrote the target is profiled (later runs of
     the same lakehouse, the no-op rerun and the ``--force`` rerun, are not). ``run``, the
     child's measurement, adds the time from its start to the claim (JVM start, ledger
     read, plan, sizing the dates) and from the last unit's ledger commit to its exit.
@@ -567,9 +568,9 @@ def unit_profile(lh: Path, run: dict[str, Any] | None = None) -> dict[str, Any]:
             "merge_s": (
                 _ms(commit, "executionTimeMs") if commit.get("operation") == "MERGE" else None
             ),
-            "to_target_commit_s": _seconds(target, previous),
-            "target_to_quarantine_s": _seconds(q, target),
-            "quarantine_to_ledger_s": _seconds(done, q if q is not None else target),
+            "to_quarantine_commit_s": _seconds(q, previous),
+            "to_target_commit_s": _seconds(target, q if q is not None else previous),
+            "target_to_ledger_s": _seconds(done, target),
             "unit_s": _seconds(done, previous),
         }
         entry["s_per_date"] = (
@@ -853,8 +854,9 @@ class Bench:
         A crash point after the 27th date no longer means 27 dates of work: the dates
         are claimed unit by unit, and all 30 may be one unit. By default (``--kill-clock
         dates``) the harness kills the run at the first poll at which the target's log
-        holds commits for 90 % of the dates (so usually before the quarantine commit of
-        the unit that holds the 27th date: the rerun redoes that unit); ``wall`` and
+        holds commits for 90 % of the dates (within 0.2 s of the target commit of the
+        unit that holds the 27th date, the unit's last write: the rerun heals that unit
+        from it); ``wall`` and
         ``cpu`` kill at 90 % of a's wall time or CPU seconds instead (a run faster than
         a may then end first). Its time is no metric (its peak RSS is); it runs alone.
         """
@@ -1562,9 +1564,9 @@ def _profile_markdown(prof: dict[str, Any]) -> list[str]:
             "target, the quarantine, the ledger's outcome rows. Its dates share those "
             "commits, so there is no per-date split any more: per unit, from the Delta "
             "logs the run wrote (`unit_profile` in bench.py), the time from the previous "
-            "unit's ledger commit (the run's claim, for the first unit) to the target "
-            "commit (fingerprints, read, validate, stage, count, write), then to the "
-            'quarantine commit, then to the ledger commit. "start → claim" is the JVM\'s '
+            "unit's ledger commit (the run's claim, for the first unit) to the quarantine "
+            "commit (fingerprints, read, validate, stage, count, the rejects' write), then "
+            'to the target commit, then to the ledger commit. "start → claim" is the JVM\'s '
             'start, the ledger read and the plan; "after" is the run\'s end after its last '
             "unit (run history, shutdown).",
         ]
@@ -1576,7 +1578,7 @@ def _profile_markdown(prof: dict[str, Any]) -> list[str]:
             f"{_secs(p.get('start_to_claim_s'))} s, after the last unit "
             f"{_secs(p.get('after_last_unit_s'))} s.",
             "",
-            "| unit | dates | rows written | write | → target commit s | → quarantine s "
+            "| unit | dates | rows written | write | → quarantine commit s | → target s "
             "| → ledger s | unit s | s a date |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
@@ -1590,15 +1592,15 @@ def _profile_markdown(prof: dict[str, Any]) -> list[str]:
                 write += f" ({u['merge_s']} s)"
             lines.append(
                 f"| {_value(u['unit'])} | {u['first']}..{u['last']} ({u['dates']}) "
-                f"| {u['rows_written']:,} | {write} | {_secs(u['to_target_commit_s'])} "
-                f"| {_secs(u['target_to_quarantine_s'])} | {_secs(u['quarantine_to_ledger_s'])} "
+                f"| {u['rows_written']:,} | {write} | {_secs(u.get('to_quarantine_commit_s'))} "
+                f"| {_secs(u.get('to_target_commit_s'))} | {_secs(u.get('target_to_ledger_s'))} "
                 f"| {_secs(u['unit_s'])} | {_value(u['s_per_date'])} |"
             )
         t = p.get("totals") or {}
         lines.append(
-            f"| **all** | {p['dates']} | | | {_secs(t.get('to_target_commit_s'))} "
-            f"| {_secs(t.get('target_to_quarantine_s'))} "
-            f"| {_secs(t.get('quarantine_to_ledger_s'))} | {_secs(t.get('unit_s'))} | |"
+            f"| **all** | {p['dates']} | | | {_secs(t.get('to_quarantine_commit_s'))} "
+            f"| {_secs(t.get('to_target_commit_s'))} "
+            f"| {_secs(t.get('target_to_ledger_s'))} | {_secs(t.get('unit_s'))} | |"
         )
     bare, bulk = prof.get("bare") or {}, prof.get("bulk")
     if bare:
