@@ -27,6 +27,7 @@ DELTA_CONFS = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
 }
+DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 
 # Local defaults that matter on a small machine: the Spark UI costs a port and a
 # thread pool per session; Delta's snapshot state uses 50 partitions by default,
@@ -63,13 +64,14 @@ def local_session_builder(spark_config: SparkConfig) -> SparkSession.Builder:
         .config("spark.sql.shuffle.partitions", str(spark_config.shuffle_partitions))
         .config("spark.driver.memory", spark_config.driver_memory)
     )
-    for key, value in {**DELTA_CONFS, **LOCAL_CONFS, **spark_config.extra}.items():
-        builder = builder.config(key, value)
+    confs = {**DELTA_CONFS, **LOCAL_CONFS, **spark_config.extra}
     if spark_config.quiet:
+        # Added to the driver's own Java options from the config, not in their place.
         log_config = Path(__file__).with_name("log4j2.properties")
-        builder = builder.config(
-            "spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={log_config.as_uri()}"
-        )
+        quiet_log = f"-Dlog4j2.configurationFile={log_config.as_uri()}"
+        confs[DRIVER_JAVA_OPTIONS] = f"{confs.get(DRIVER_JAVA_OPTIONS, '')} {quiet_log}".strip()
+    for key, value in confs.items():
+        builder = builder.config(key, value)
     jars = delta_jars(spark_config)
     if jars:
         return builder.config("spark.jars", ",".join(jars))

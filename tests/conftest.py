@@ -10,8 +10,8 @@ import pytest
 from pyspark.sql import SparkSession
 
 from framework.config import Config, SparkConfig
-from framework.session import local_session_builder
-from tests.helpers import TINY_DATA_CONFS
+from framework.session import DRIVER_JAVA_OPTIONS, local_session_builder
+from tests.helpers import TEST_JAVA_OPTIONS, TINY_DATA_CONFS
 
 # Tests talk to nothing but this machine.
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -20,7 +20,7 @@ TEST_SPARK = SparkConfig(
     master="local[2]",
     app_name="ninelives-tests",
     shuffle_partitions=1,
-    extra=TINY_DATA_CONFS,
+    extra={**TINY_DATA_CONFS, DRIVER_JAVA_OPTIONS: TEST_JAVA_OPTIONS},
 )
 
 

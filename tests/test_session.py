@@ -7,6 +7,7 @@ from pathlib import Path
 from framework.config import Config
 from framework.session import get_or_create_session
 from tests.crashkit import child_env
+from tests.helpers import TEST_JAVA_OPTIONS
 
 
 def test_session_writes_and_reads_delta(spark, config: Config, lakehouse: Path) -> None:
@@ -14,6 +15,16 @@ def test_session_writes_and_reads_delta(spark, config: Config, lakehouse: Path) 
     path = str(lakehouse / "t")
     spark.range(3).write.format("delta").save(path)
     assert sorted(r.id for r in spark.read.format("delta").load(path).collect()) == [0, 1, 2]
+
+
+def test_the_configs_driver_java_options_are_kept_beside_the_quiet_log_switch(spark) -> None:
+    """The test session's config gives the driver Java options of its own (``extra``);
+    the quiet log switch is added to them, and the running JVM has both."""
+    runtime = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    arguments = list(runtime.getInputArguments())
+    for option in TEST_JAVA_OPTIONS.split():
+        assert option in arguments, arguments
+    assert any(a.startswith("-Dlog4j2.configurationFile=") for a in arguments), arguments
 
 
 def seed_command(lakehouse: Path, *flags: str) -> subprocess.CompletedProcess[str]:
