@@ -31,12 +31,12 @@ TINY_DATA_CONFS = {
 }
 
 # The test session's JVM runs ~200 tests' worth of small, ever-different queries for
-# 15 minutes, and its C2 compiler spent more CPU than the queries did, on two cores the
-# suite keeps busy. With C2's thresholds at 10x the defaults, methods stay longer in C1
-# code, and C2 compiles only what stays hot; what a query returns is the same.
-# Measured side by side (2026-12-02, 2 cores): test_runner + test_sinks in one process
-# 204 -> 169 CPU-s (wall 138 -> 134 s); test_bad_input + test_units 201 -> 172 CPU-s
-# (wall 142 -> 144 s). Child runs use the C1 compiler alone (tests/crashkit.py).
+# 15 minutes, and its JIT compilers (C2 most) spent more CPU than the queries did, on
+# two cores the suite keeps busy. With C2's thresholds at 10x the defaults, methods
+# stay longer in C1 code and C2 compiles only what stays hot; no result changes.
+# Measured side by side (2026-12-02, 2 cores, alternating twice): test_runner +
+# test_keys in one process, 160 and 166 CPU-s with the defaults, 104 and 136 with these.
+# Child runs use the C1 compiler alone (tests/crashkit.py).
 TEST_JAVA_OPTIONS = (
     "-XX:Tier4InvocationThreshold=50000 -XX:Tier4MinInvocationThreshold=6000 "
     "-XX:Tier4CompileThreshold=150000 -XX:Tier4BackEdgeThreshold=400000"
