@@ -66,10 +66,11 @@ def local_session_builder(spark_config: SparkConfig) -> SparkSession.Builder:
     )
     confs = {**DELTA_CONFS, **LOCAL_CONFS, **spark_config.extra}
     if spark_config.quiet:
-        # Added to the driver's own Java options from the config, not in their place.
+        # Beside the driver's own Java options from the config, not in their place, and
+        # before them: a log4j2.configurationFile of the user's own comes last and wins.
         log_config = Path(__file__).with_name("log4j2.properties")
         quiet_log = f"-Dlog4j2.configurationFile={log_config.as_uri()}"
-        confs[DRIVER_JAVA_OPTIONS] = f"{confs.get(DRIVER_JAVA_OPTIONS, '')} {quiet_log}".strip()
+        confs[DRIVER_JAVA_OPTIONS] = f"{quiet_log} {confs.get(DRIVER_JAVA_OPTIONS, '')}".strip()
     for key, value in confs.items():
         builder = builder.config(key, value)
     jars = delta_jars(spark_config)
