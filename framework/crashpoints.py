@@ -26,6 +26,9 @@ POINTS = (
     "after_target_commit",
     "before_complete",
 )
+CHUNK_POINTS = ("after_chunk_commit", "after_last_chunk")
+"""A partition in chunks (:mod:`framework.chunks`): ``after_chunk_commit@<date>#<n>``
+dies once n of its chunks are committed (any n without ``#``)."""
 RENEWAL_POINT = "lease_renewal"
 
 _SPEC = os.environ.get("NINELIVES_CRASH_AT") or None
@@ -38,10 +41,14 @@ def crash_points(name: str, partitions: Iterable[dt.date]) -> None:
         crash_point(name, partition)
 
 
-def crash_point(name: str, partition: dt.date | None = None) -> None:
-    """Die here with SIGKILL if ``NINELIVES_CRASH_AT`` names this point."""
+def crash_point(name: str, partition: dt.date | None = None, count: int | None = None) -> None:
+    """Die here with SIGKILL if ``NINELIVES_CRASH_AT`` names this point (and this
+    partition, and this ``count`` when the spec ends in ``#<count>``)."""
     if _SPEC is None:
         return
     point, _, only = _SPEC.partition("@")
-    if point == name and (not only or (partition is not None and only == partition.isoformat())):
+    only, _, times = only.partition("#")
+    if point != name or (times and str(count) != times):
+        return
+    if not only or (partition is not None and only == partition.isoformat()):
         os.killpg(os.getpgid(0), signal.SIGKILL)

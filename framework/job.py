@@ -68,6 +68,11 @@ class Job:
         windows of an append-only source, starting at this date. Its watermark is the
         first window that is not complete; a run without dates processes the windows
         from the watermark on, and a window behind it is only rerun with ``force``.
+    :param chunks: a partition whose input is bigger than a work unit is processed in
+        chunks of its files, each one commit, and a rerun after a crash processes only
+        the chunks not committed (:mod:`framework.chunks`). Set False when the transform
+        needs a partition's rows all at once (a window or an aggregate over the day);
+        ``ReplaceSink`` jobs are never chunked.
     :param lookback_days: every run also reprocesses the complete partitions of the N
         days before the newest requested date, to pick up late data (idempotent:
         unchanged rows are not rewritten).
@@ -89,6 +94,7 @@ class Job:
     max_attempts: int = 3
     lookback_days: int = 0
     watermark_start: dt.date | None = None
+    chunks: bool = True
     description: str = ""
 
     def __post_init__(self) -> None:

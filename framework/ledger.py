@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -85,6 +86,8 @@ LEDGER_SCHEMA = StructType(
         StructField("error_class", StringType(), True),
         StructField("error_message", StringType(), True),
         StructField("fingerprint", StringType(), True),
+        StructField("manifest", StringType(), True),
+        StructField("chunks_committed", IntegerType(), True),
         StructField("lease_expires_at", TimestampType(), True),
         StructField("started_at", TimestampType(), True),
         StructField("finished_at", TimestampType(), True),
@@ -129,6 +132,13 @@ class PartitionState:
     error_class: str | None = None
     error_message: str | None = None
     fingerprint: str | None = None
+    manifest: str | None = None
+    """A partition processed in chunks: the attempt's manifest of its input files and
+    chunks, as JSON (:class:`framework.chunks.Manifest`); kept by the attempts that
+    resume it."""
+    chunks_committed: int | None = None
+    """Of the manifest's chunks, how many the attempt knew committed when it recorded
+    this state (progress for ``status``; the target's log is what a resume trusts)."""
     lease_expires_at: dt.datetime | None = None
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
@@ -137,6 +147,11 @@ class PartitionState:
     @property
     def seq(self) -> int:
         return _SEQ[self.state]
+
+    @property
+    def chunks(self) -> int | None:
+        """How many chunks the attempt's manifest has (None: not processed in chunks)."""
+        return len(json.loads(self.manifest)["chunks"]) if self.manifest else None
 
     def counts(self) -> dict[str, int | None]:
         return {name: getattr(self, name) for name in COUNT_FIELDS}
@@ -175,12 +190,15 @@ class Ledger:
 
     def latest_frame(self, jobs: Iterable[str]) -> DataFrame:
         """The newest row of each (job, partition) of ``jobs``."""
-        newest = F.max_by(
-            F.struct(*LEDGER_SCHEMA.fieldNames()), F.struct("attempt", "seq", "recorded_at")
-        )
+        frame = self.frame()
+        # A ledger written before a column was added lacks it until its next append.
+        fields = [
+            F.col(f.name) if f.name in frame.columns else F.lit(None).cast(f.dataType).alias(f.name)
+            for f in LEDGER_SCHEMA.fields
+        ]
+        newest = F.max_by(F.struct(*fields), F.struct("attempt", "seq", "recorded_at"))
         return (
-            self.frame()
-            .where(F.col("job").isin(list(jobs)))
+            frame.where(F.col("job").isin(list(jobs)))
             .groupBy("job", "partition")
             .agg(newest.alias("row"))
             .select("row.*")
@@ -313,13 +331,18 @@ class Ledger:
             & (c("l.partition") == c("c.partition"))
             & newer
         )
+        present = set(self.frame().columns)  # a claim sets none of the newer columns
         with write_lock(self.ref):
             (
                 self.ref.delta(self.spark)
                 .alias("l")
                 .merge(source.alias("c"), on)
                 .whenNotMatchedInsert(
-                    values={name: c(f"c.{name}") for name in LEDGER_SCHEMA.fieldNames()}
+                    values={
+                        name: c(f"c.{name}")
+                        for name in LEDGER_SCHEMA.fieldNames()
+                        if name in present
+                    }
                 )
                 .execute()
             )

@@ -27,7 +27,13 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from framework.sinks import CommitResult, CommitTag, append_partitions, replace_partitions
+from framework.sinks import (
+    CommitResult,
+    CommitTag,
+    append_partitions,
+    replace_partitions,
+    tagged_save,
+)
 from framework.tables import Lakehouse, TableRef
 
 QUARANTINE_SCHEMA = StructType(
@@ -47,12 +53,18 @@ def quarantine_table(lakehouse: Lakehouse, job: str) -> TableRef:
     return lakehouse.framework_table(f"quarantine_{job}")
 
 
+CHUNK_COLUMN = "chunk"
+"""Rows of a partition processed in chunks carry their chunk's number (a column added
+by the first such write, NULL in every other row)."""
+
+
 def as_quarantine_rows(
     df: DataFrame, raw: Column, reason: Column, partition: Column, tag: CommitTag
 ) -> DataFrame:
     """Shape rejected rows of any schema into :data:`QUARANTINE_SCHEMA`; ``partition``
     says which of the unit's partitions a row was read for."""
     attempts = F.create_map(*(F.lit(x) for p, a in sorted(tag.attempts.items()) for x in (p, a)))
+    chunk = [] if tag.chunk is None else [F.lit(tag.chunk).cast("int").alias(CHUNK_COLUMN)]
     return df.select(
         partition.alias("partition"),
         raw.cast("string").alias("raw"),
@@ -61,6 +73,7 @@ def as_quarantine_rows(
         F.lit(tag.run_id).alias("run_id"),
         attempts[partition].cast("int").alias("attempt"),
         F.current_timestamp().alias("quarantined_at"),
+        *chunk,
     )
 
 
@@ -74,6 +87,32 @@ def write_quarantine(
     append does the same as the replace. A zombie's later append is fenced off by the
     transaction id like any write.
     """
-    if first:
+    if tag.chunk:
+        return _write_chunk(spark, ref, rejects, tag)
+    if first and tag.chunk is None:
         return append_partitions(spark, ref, rejects, "partition", tag)
-    return replace_partitions(spark, ref, rejects, "partition", tag)
+    if first:  # chunk 0, whose rows add the chunk column
+        writer = rejects.write.mode("append").option("mergeSchema", "true")
+        return tagged_save(spark, ref, writer, rejects.schema, "partition", tag)
+    return replace_partitions(spark, ref, rejects, "partition", tag, evolve=tag.chunk is not None)
+
+
+def _write_chunk(
+    spark: SparkSession, ref: TableRef, rejects: DataFrame, tag: CommitTag
+) -> CommitResult:
+    """The rejects of a chunk after the first: they replace that chunk's rows (an attempt
+    that died after this commit and before the target's left them), and nothing else of
+    the partition. Chunk 0 replaces the whole partition (:func:`write_quarantine`)."""
+    if not ref.exists(spark) or CHUNK_COLUMN not in ref.read(spark).columns:
+        writer = rejects.write.mode("append").option("mergeSchema", "true")
+    else:
+        [partition] = tag.partitions
+        writer = (
+            rejects.write.mode("overwrite")
+            .option("mergeSchema", "true")
+            .option(
+                "replaceWhere",
+                f"partition = DATE'{partition}' AND {CHUNK_COLUMN} = {int(tag.chunk or 0)}",
+            )
+        )
+    return tagged_save(spark, ref, writer, rejects.schema, "partition", tag)

@@ -73,6 +73,12 @@ USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 HISTORY_LOOKBACK = 200
 
 
+CHUNK_SLOTS = 1 << 20
+"""Transaction versions per unit number: chunk ``i`` of a partition processed in chunks
+commits as ``unit * CHUNK_SLOTS + i`` (every other unit as ``unit * CHUNK_SLOTS``), so each
+of its commits has a version of its own, all below the next unit's."""
+
+
 @dataclass(frozen=True)
 class CommitTag:
     """Identity of one work unit, written into each of its Delta commits."""
@@ -87,6 +93,8 @@ class CommitTag:
     """Per partition, what is known before the write (read, rejected, duplicates): with
     the commit's own counts they let a crashed unit be marked complete without
     recomputing it."""
+    chunk: int | None = None
+    """The chunk of a partition processed in chunks (:mod:`framework.chunks`)."""
 
     @classmethod
     def single(
@@ -103,6 +111,11 @@ class CommitTag:
     def app_id(self) -> str:
         return f"ninelives:{self.job}"
 
+    @property
+    def txn_version(self) -> int:
+        """The commit's transaction version: only grows with the unit, then the chunk."""
+        return self.unit * CHUNK_SLOTS + (self.chunk or 0)
+
     def only(self, partitions: Iterable[dt.date]) -> CommitTag:
         """The same unit, narrowed to ``partitions`` (what one table's commit covers)."""
         keep = set(partitions)
@@ -112,6 +125,7 @@ class CommitTag:
             self.unit,
             {p: a for p, a in self.attempts.items() if p in keep},
             {p: c for p, c in self.counts.items() if p in keep},
+            self.chunk,
         )
 
     def with_counts(self, counts: Mapping[dt.date, Mapping[str, int]]) -> CommitTag:
@@ -128,10 +142,12 @@ class CommitTag:
 
     @property
     def metadata(self) -> dict[str, Any]:
+        chunk = {} if self.chunk is None else {"chunk": self.chunk}
         return {
             "job": self.job,
             "run_id": self.run_id,
             "unit": self.unit,
+            **chunk,
             "partitions": {
                 p.isoformat(): {"attempt": self.attempts[p], **self.counts.get(p, {})}
                 for p in self.partitions
@@ -162,11 +178,12 @@ class CommitResult:
         return found if isinstance(found, dict) else None
 
     def covers(self, tag: CommitTag) -> bool:
-        """Written by ``tag``'s unit (same job, run and unit number)."""
+        """Written by ``tag``'s unit (same job, run and unit number, and chunk)."""
         return (
             self.metadata.get("job") == tag.job
             and self.metadata.get("run_id") == tag.run_id
             and self.metadata.get("unit") == tag.unit
+            and self.metadata.get("chunk") == tag.chunk
         )
 
 
@@ -182,7 +199,7 @@ def tagged_commit(spark: SparkSession, tag: CommitTag) -> Iterator[None]:
     """
     confs = {
         TXN_APP_ID_CONF: tag.app_id,
-        TXN_VERSION_CONF: str(tag.unit),
+        TXN_VERSION_CONF: str(tag.txn_version),
         USER_METADATA_CONF: tag.metadata_json,
     }
     for key, value in confs.items():
@@ -194,13 +211,16 @@ def tagged_commit(spark: SparkSession, tag: CommitTag) -> Iterator[None]:
             spark.conf.unset(key)
 
 
-def find_commits(spark: SparkSession, ref: TableRef, job: str) -> list[CommitResult]:
-    """Commits of ``ref`` tagged by ``job``'s units, newest first, from the Delta log."""
+def find_commits(
+    spark: SparkSession, ref: TableRef, job: str, lookback: int = HISTORY_LOOKBACK
+) -> list[CommitResult]:
+    """Commits of ``ref`` tagged by ``job``'s units, newest first, among the table's last
+    ``lookback`` commits."""
     if not ref.exists(spark):
         return []
     rows = (
         ref.delta(spark)
-        .history(HISTORY_LOOKBACK)
+        .history(lookback)
         .where(F.col("userMetadata").isNotNull())
         .select("version", "operation", "operationMetrics", "userMetadata")
         .collect()
@@ -284,7 +304,7 @@ def _fenced(spark: SparkSession, ref: TableRef, tag: CommitTag) -> FencedError:
     )
 
 
-def _committed(spark: SparkSession, ref: TableRef, tag: CommitTag) -> CommitResult:
+def committed_by(spark: SparkSession, ref: TableRef, tag: CommitTag) -> CommitResult:
     """The unit's commit (call while holding ``ref``'s write lock); fenced if none."""
     commit = _own_commit(spark, ref, tag)
     if commit is None:
@@ -302,10 +322,10 @@ def write_marker(
     Delta skips this commit too when a newer unit already committed.
     """
     empty = df.limit(0).write.mode("append")
-    return _tagged_save(spark, ref, empty, df.schema, partition_column, tag)
+    return tagged_save(spark, ref, empty, df.schema, partition_column, tag)
 
 
-def _tagged_save(
+def tagged_save(
     spark: SparkSession,
     ref: TableRef,
     writer: DataFrameWriter,
@@ -319,13 +339,13 @@ def _tagged_save(
     writer = (
         writer.format("delta")
         .option("txnAppId", tag.app_id)
-        .option("txnVersion", tag.unit)
+        .option("txnVersion", tag.txn_version)
         .option("userMetadata", tag.metadata_json)
     )
     partition_by = checked_identifier(partition_column, "partition column")
     with write_lock(ref):
         ref.save(spark, writer, schema, partition_by=partition_by, properties=TABLE_PROPERTIES)
-        return _committed(spark, ref, tag)
+        return committed_by(spark, ref, tag)
 
 
 def _in_unit(column: Column, tag: CommitTag) -> Column:
@@ -516,14 +536,37 @@ def replace_partitions(
     )
     if evolve:
         writer = writer.option("mergeSchema", "true")
-    return _tagged_save(spark, ref, writer, df.schema, partition_column, tag)
+    return tagged_save(spark, ref, writer, df.schema, partition_column, tag)
 
 
 def append_partitions(
     spark: SparkSession, ref: TableRef, df: DataFrame, partition_column: str, tag: CommitTag
 ) -> CommitResult:
     """Append ``df`` in one tagged commit: for partitions nothing was written to before."""
-    return _tagged_save(spark, ref, df.write.mode("append"), df.schema, partition_column, tag)
+    return tagged_save(spark, ref, df.write.mode("append"), df.schema, partition_column, tag)
+
+
+def write_chunk(
+    spark: SparkSession,
+    ref: TableRef,
+    df: DataFrame,
+    partition_column: str,
+    tag: CommitTag,
+    rows: Mapping[dt.date, int],
+    *,
+    evolve: bool = False,
+) -> CommitResult:
+    """One chunk of a partition processed in chunks (:mod:`framework.chunks`), in one
+    tagged commit: chunk 0 replaces the partition (whatever a complete run or an older
+    manifest left, vanished keys included, goes), every later chunk appends. A key that
+    two chunks hold is settled when the last chunk is in (:func:`drop_duplicates`)."""
+    if not tag.chunk:
+        return replace_partitions(spark, ref, df, partition_column, tag, rows, evolve=evolve)
+    writer = df.write.mode("append")
+    if evolve:
+        writer = writer.option("mergeSchema", "true")
+    tag = tag.with_counts(_written_whole(tag, rows))
+    return tagged_save(spark, ref, writer, df.schema, partition_column, tag)
 
 
 def _partition_files(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -30,10 +31,27 @@ from framework.tables import Lakehouse
 CORRUPT_COLUMN = "_corrupt_record"
 
 
+@dataclass(frozen=True)
+class InputFile:
+    """One input file of a partition, as a manifest records it."""
+
+    path: str
+    size: int
+    modified_ns: int
+
+
 def _data_files(folder: Path) -> list[Path]:
     """The files of a landing folder that hold data, in name order: not hidden (``.``)
     and not a marker (``_SUCCESS``), as Spark's own listing leaves them out."""
     return sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith((".", "_")))
+
+
+def files_fingerprint(files: Iterable[InputFile]) -> str:
+    """sha256 of the files' names, sizes and modification times."""
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f"{Path(f.path).name}\0{f.size}\0{f.modified_ns}\n".encode())
+    return f"files:{digest.hexdigest()}"
 
 
 class Source(Protocol):
@@ -72,6 +90,10 @@ class Source(Protocol):
     # Optional: ``size(spark, lakehouse, partition) -> int``, the bytes of the
     # partition's input, by which the runner packs dates into work units; a source
     # without it is packed by the number of dates alone.
+    #
+    # Optional: ``files(spark, lakehouse, partition) -> list[InputFile]`` and a ``files``
+    # keyword of ``read`` (read only those): a partition bigger than a unit is then
+    # processed in chunks of its files (:mod:`framework.chunks`).
 
 
 @dataclass(frozen=True)
@@ -108,16 +130,24 @@ class JsonLinesSource:
         folder = Path(self.partition_path(lakehouse, partition))
         if not folder.is_dir():
             return None
-        digest = hashlib.sha256()
-        for f in _data_files(folder):
-            stat = f.stat()
-            digest.update(f"{f.name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-        return f"files:{digest.hexdigest()}"
+        return files_fingerprint(self.files(spark, lakehouse, partition))
 
     def size(self, spark: SparkSession, lakehouse: Lakehouse, partition: dt.date) -> int:
         """Bytes of the partition's files, for packing dates into work units."""
+        return sum(f.size for f in self.files(spark, lakehouse, partition))
+
+    def files(
+        self, spark: SparkSession, lakehouse: Lakehouse, partition: dt.date
+    ) -> list[InputFile]:
+        """The partition's data files in name order, with their sizes and times."""
         folder = Path(self.partition_path(lakehouse, partition))
-        return sum(f.stat().st_size for f in _data_files(folder)) if folder.is_dir() else 0
+        if not folder.is_dir():
+            return []
+        found = []
+        for f in _data_files(folder):
+            stat = f.stat()
+            found.append(InputFile(str(f.resolve()), stat.st_size, stat.st_mtime_ns))
+        return found
 
     def read(
         self,
@@ -126,13 +156,17 @@ class JsonLinesSource:
         partition: dt.date,
         *,
         skip: frozenset[str] = frozenset(),
+        files: tuple[str, ...] | None = None,
     ) -> DataFrame:
+        """``files``: read only these of the partition's files (a chunk of it)."""
         path = self.partition_path(lakehouse, partition)
         folder = Path(path)
-        files = _data_files(folder) if folder.is_dir() else []
+        paths = [Path(f) for f in files] if files is not None else None
+        if paths is None:
+            paths = _data_files(folder) if folder.is_dir() else []
         if skip:  # Spark names a local file file:///…, unescaped
-            files = [f for f in files if f"file://{f.resolve()}" not in skip]
-        if not files:
+            paths = [f for f in paths if f"file://{f.resolve()}" not in skip]
+        if not paths:
             raise SourceMissingError(
                 f"no source files for {partition.isoformat()} under {self.describe(lakehouse)}"
             )
@@ -142,7 +176,9 @@ class JsonLinesSource:
             .option("mode", "PERMISSIVE")
             .option("columnNameOfCorruptRecord", CORRUPT_COLUMN)
         )
-        return reader.json([str(f) for f in files]) if skip else reader.json(path)
+        if skip or files is not None:
+            return reader.json([str(f) for f in paths])
+        return reader.json(path)
 
 
 @dataclass(frozen=True)
