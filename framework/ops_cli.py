@@ -48,6 +48,7 @@ from rich.console import Console
 from rich.table import Table
 
 from framework.alerts import DEFAULT_WARN_RATIO, AlertObserver
+from framework.chunks import with_chunks_committed
 from framework.config import Config
 from framework.errors import UsageError
 from framework.history import HistoryObserver, RunHistory, RunRecord
@@ -339,6 +340,7 @@ def cmd_status(args: argparse.Namespace, config: Config, console: Console) -> in
     dates = requested_dates(args, required=False)
     spark = _session(config)
     states, upstream = _states(spark, Lakehouse(config.lakehouse), job.name, job.depends_on)
+    states = with_chunks_committed(spark, Lakehouse(config.lakehouse), job, states)
     if dates is None:
         dates = date_range(min(states), max(states)) if states else []
     stale = stale_partitions(spark, Lakehouse(config.lakehouse), job, states, dates)

@@ -356,6 +356,7 @@ def plan_recovery(
             f"  processes {len(processed)} partition(s), each as a new attempt: "
             f"{dates_text(processed)}"
         )
+        lines.extend(_resumes(processed, states))
     if untouched:
         lines.append(
             f"  skips {len(untouched)} complete partition(s) in {span[0]}..{span[-1]} "
@@ -410,6 +411,44 @@ def _lease_note(state: PartitionState | None, now: dt.datetime, host: str) -> st
     return "live runner" if is_held(state, now, host) else "runner gone"
 
 
+def _note(state: PartitionState | None, now: dt.datetime, host: str) -> str:
+    """The status table's note: the lease of a running partition, and the chunks of one
+    processed in chunks that is not complete."""
+    notes = [_lease_note(state, now, host)]
+    if state is not None and state.state != COMPLETE:
+        notes.append(_chunk_progress(state))
+    return ", ".join(n for n in notes if n)
+
+
+def _chunk_progress(state: PartitionState) -> str:
+    """``17/20 chunks committed`` for a partition processed in chunks, else empty."""
+    if state.chunks is None:
+        return ""
+    return f"{state.chunks_committed or 0}/{state.chunks} chunks committed"
+
+
+def _resumes(partitions: Iterable[dt.date], states: Mapping[dt.date, PartitionState]) -> list[str]:
+    """The runbook's lines for partitions whose attempt in chunks the rerun resumes."""
+    lines = []
+    for p in partitions:
+        state = states.get(p)
+        if state is None or state.chunks is None or state.state == COMPLETE:
+            continue
+        done = state.chunks_committed or 0
+        if done >= state.chunks:
+            lines.append(
+                f"  finishes {p}: its {state.chunks} chunks are in the target's log; it "
+                "checks that no key is held twice and that the counts add up"
+            )
+            continue
+        lines.append(
+            f"  resumes {p} at chunk {done + 1} of {state.chunks}: the {done} chunk(s) "
+            "in the target's log are not read again (if one of the manifest's files "
+            "changed or vanished, the partition starts over)"
+        )
+    return lines
+
+
 def status_document(
     job: str,
     shown: Sequence[dt.date],
@@ -448,6 +487,8 @@ def status_document(
                 finished_at=iso(state.finished_at),
                 lease_expires_at=iso(state.lease_expires_at),
                 lease=_lease_note(state, now, host) or None,
+                chunks=state.chunks,
+                chunks_committed=state.chunks_committed,
             )
         rows.append(row)
     return {
@@ -539,7 +580,7 @@ def print_status(
     table = _table(f"{job} status")
     for partition in shown:
         state = states.get(partition)
-        note = _lease_note(state, now, host)
+        note = _note(state, now, host)
         if partition in stale_shown:
             note = "stale: its input changed since it completed"
         table.add_row(*_cells(partition, state, note), _escape(_error(state)))

@@ -31,13 +31,14 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pyspark.sql import SparkSession
 
+from framework.chunks import chunked_input, process_chunked
 from framework.crashpoints import RENEWAL_POINT, crash_point, crash_points
 from framework.errors import (
     DriverDiedError,
@@ -572,12 +573,21 @@ def _work_unit(
     unit number.
     """
     started = time.monotonic()
+
+    def progress(state: PartitionState) -> PartitionState:
+        """A partition in chunks records its manifest and progress as it goes."""
+        [recorded] = ledger.record(state)
+        renewer.hold([recorded])
+        return recorded
+
     queue = [(running, previous, 0)]
     finals: dict[dt.date, PartitionState] = {}
     fenced = 0
     while queue:
         running, previous, tries = queue.pop(0)
-        outcome, retry, hit = _attempt(spark, lakehouse, job, running, previous, all_states)
+        outcome, retry, hit = _attempt(
+            spark, lakehouse, job, running, previous, all_states, request.unit_bytes, progress
+        )
         recorded = {s.partition: s for s in ledger.record(outcome.values())}
         all_states.setdefault(job.name, {}).update(recorded)
         for partition, state in sorted(recorded.items()):
@@ -652,10 +662,14 @@ def _attempt(
     running: dict[dt.date, PartitionState],
     previous: dict[dt.date, PartitionState | None],
     all_states: dict[str, dict[dt.date, PartitionState]],
+    unit_bytes: int,
+    progress: Callable[[PartitionState], PartitionState],
 ) -> tuple[dict[dt.date, PartitionState], Exception | None, tuple[dt.date, ...]]:
     """One attempt at a unit; never raises: every partition's outcome (complete or
     failed), and when the unit failed as a whole, the error and the partitions it
-    failed (all but those whose upstream check failed first)."""
+    failed (all but those whose upstream check failed first). A unit of one partition
+    bigger than a unit's size (or with a manifest to resume) goes in chunks, and
+    ``progress`` records its states on the way."""
     outcome: dict[dt.date, PartitionState] = {}
     go: dict[dt.date, PartitionState] = {}
     for partition, state in sorted(running.items()):
@@ -666,17 +680,44 @@ def _attempt(
             outcome[partition] = _failed(state, error)
     if not go:
         return outcome, None, ()
+    latest = dict(go)  # a failed attempt in chunks keeps its manifest for the next one
+
+    def recorded(state: PartitionState) -> PartitionState:
+        latest[state.partition] = progress(state)
+        return latest[state.partition]
+
     try:
         _check_target(spark, lakehouse, job, min(go), all_states.get(job.name, {}))
-        results = process_unit(spark, lakehouse, job, go, previous)
+        first = min(go)
+        files = (
+            chunked_input(spark, lakehouse, job, first, previous.get(first), unit_bytes)
+            if len(go) == 1
+            else None
+        )
+        results: dict[dt.date, PartitionState | Exception]
+        if files is not None:
+            results = {
+                first: process_chunked(
+                    spark,
+                    lakehouse,
+                    job,
+                    go[first],
+                    previous.get(first),
+                    files,
+                    unit_bytes,
+                    recorded,
+                )
+            }
+        else:
+            results = process_unit(spark, lakehouse, job, go, previous)
     except Exception as error:  # every failure is recorded, then the run goes on
-        failed = {p: _failed(s, error) for p, s in go.items()}
+        failed = {p: _failed(latest[p], error) for p in go}
         if not driver_alive(spark):
             raise _driver_died(job, list(failed.values())) from error
         return dict(sorted({**outcome, **failed}.items())), error, tuple(failed)
     for partition, result in results.items():
         outcome[partition] = (
-            result if isinstance(result, PartitionState) else _failed(go[partition], result)
+            result if isinstance(result, PartitionState) else _failed(latest[partition], result)
         )
     return dict(sorted(outcome.items())), None, ()
 
@@ -745,6 +786,7 @@ def _unit_commits(
     return {
         (str(c.metadata["run_id"]), int(c.metadata["unit"])): c
         for c in find_commits(spark, ref, job)
+        if "chunk" not in c.metadata  # a partition in chunks resumes instead
     }
 
 

@@ -20,13 +20,17 @@ The quarantine commits before the target, so the target commit is the unit's las
 write: a crash after it leaves every partition healable from that commit's metadata,
 without recomputing; a crash before it leaves rejects that the next attempt replaces.
 
-The staged rows are persisted with ``MEMORY_AND_DISK`` (what does not fit the storage
-memory spills to local disk), and the runner bounds a unit by its input bytes
-(``run.unit_size``).
+The staged rows are persisted with ``MEMORY_AND_DISK`` for a unit of up to
+:data:`MEMORY_CACHE_BYTES` of input, and to local disk only above that: Spark's in-memory
+columnar cache builds its batches on the heap, and a 2 GiB driver caching one date of
+10M records (2.2 GB of JSON) dies with ``OutOfMemoryError`` there, spill or not. The
+runner bounds a unit by its input bytes (``run.unit_size``), and a bigger date goes in
+chunks of its files (:mod:`framework.chunks`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import re
@@ -62,12 +66,15 @@ from framework.sinks import (
     CommitResult,
     CommitTag,
     check_totals,
+    write_chunk,
 )
 from framework.sources import CORRUPT_COLUMN
 from framework.tables import Lakehouse
 
 UNIT_COLUMN = "_partition"
 """Which of the unit's partitions a staged row was read for."""
+MEMORY_CACHE_BYTES = 256 * 1024 * 1024
+"""A unit with more input than this caches its staged rows on local disk only."""
 REJECT_COLUMN = "_reject_reason"
 DROP_COLUMN = "_drop_reason"
 FAIL_COLUMN = "_fail_reason"
@@ -89,6 +96,19 @@ class Counts:
     @property
     def accepted(self) -> int:
         return self.read - self.rejected - self.dropped - self.duplicate
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One chunk of a partition processed in chunks (:mod:`framework.chunks`): its files,
+    its place in the manifest, and the manifest's identity and fingerprint."""
+
+    index: int
+    of: int
+    files: tuple[str, ...]
+    manifest: str
+    fingerprint: str
+    bytes: int = 0
 
 
 def check_drift(job: Job, out: DataFrame, target_schema: StructType | None, partition: dt.date):
@@ -243,9 +263,16 @@ def count(staged: DataFrame, malformed: DataFrame | None) -> dict[dt.date, Count
 
 
 def _read(
-    spark: SparkSession, lakehouse: Lakehouse, job: Job, partition: dt.date, skip: frozenset[str]
+    spark: SparkSession,
+    lakehouse: Lakehouse,
+    job: Job,
+    partition: dt.date,
+    skip: frozenset[str],
+    chunk: Chunk | None,
 ) -> DataFrame:
     try:
+        if chunk is not None:  # only sources that list their files are read in chunks
+            return job.source.read(spark, lakehouse, partition, skip=skip, files=chunk.files)  # type: ignore[call-arg]
         if skip:  # only then: a source written before ``skip`` existed still works
             return job.source.read(spark, lakehouse, partition, skip=skip)
         return job.source.read(spark, lakehouse, partition)
@@ -275,6 +302,8 @@ def _stage_and_count(
     target_schema: StructType | None,
     skip: frozenset[str],
     cached: list[DataFrame],
+    chunk: Chunk | None = None,
+    level: StorageLevel = StorageLevel.MEMORY_AND_DISK,
 ) -> _Staged:
     """Read (without the files in ``skip``), transform and stage every partition, cached
     in ``cached``; the first Spark job that reads the input is the count. A partition
@@ -283,7 +312,7 @@ def _stage_and_count(
     raws: dict[dt.date, DataFrame] = {}
     for partition in partitions:
         try:
-            raws[partition] = _read(spark, lakehouse, job, partition, skip)
+            raws[partition] = _read(spark, lakehouse, job, partition, skip, chunk)
         except SourceMissingError as error:
             failed[partition] = error
     malformed = None
@@ -295,7 +324,7 @@ def _stage_and_count(
         for partition, raw in raws.items():
             if CORRUPT_COLUMN not in raw.columns:  # an allow_empty job's empty date
                 continue
-            raw = raw.persist(StorageLevel.MEMORY_AND_DISK)
+            raw = raw.persist(level)
             cached.append(raw)
             bad.append(
                 raw.where(F.col(CORRUPT_COLUMN).isNotNull()).withColumn(
@@ -315,11 +344,30 @@ def _stage_and_count(
         outs.append(out.withColumn(UNIT_COLUMN, F.lit(partition)))
     if not outs:
         return _Staged(None, malformed, {}, failed)
-    staged = stage(job, _union(outs)).persist(StorageLevel.MEMORY_AND_DISK)
+    staged = stage(job, _union(outs)).persist(level)
     cached.append(staged)
     counts = count(staged, malformed)
     kept = {p: counts.get(p, Counts()) for p in raws if p not in failed}
     return _Staged(staged, malformed, kept, failed)
+
+
+def _cache_level(
+    spark: SparkSession,
+    lakehouse: Lakehouse,
+    job: Job,
+    partitions: tuple[dt.date, ...],
+    chunk: Chunk | None,
+) -> StorageLevel:
+    """Memory and disk for a unit of up to :data:`MEMORY_CACHE_BYTES` of input (or of a
+    source that cannot tell its size), disk only above."""
+    size = getattr(job.source, "size", None)
+    if chunk is not None:
+        input_bytes = chunk.bytes
+    else:
+        input_bytes = sum(size(spark, lakehouse, p) for p in partitions) if size else 0
+    if input_bytes > MEMORY_CACHE_BYTES:
+        return StorageLevel.DISK_ONLY
+    return StorageLevel.MEMORY_AND_DISK
 
 
 def _unpersist(cached: list[DataFrame]) -> None:
@@ -396,10 +444,13 @@ def _may_hold_rejects(previous: PartitionState | None) -> bool:
     return previous.state != COMPLETE or previous.rows_rejected != 0
 
 
-def _check_counts(job: Job, lakehouse: Lakehouse, partition: dt.date, counts: Counts) -> None:
-    """The partition's failures its counts show, known before anything is written."""
+def check_counts(
+    job: Job, lakehouse: Lakehouse, partition: dt.date, counts: Counts, *, whole: bool = True
+) -> None:
+    """The partition's failures its counts show, known before anything is written;
+    ``whole=False``: the counts of one chunk, which may be empty."""
     where = f"job {job.name}, partition {partition}"
-    if counts.read == 0 and not job.allow_empty:
+    if counts.read == 0 and not job.allow_empty and whole:
         raise SourceMissingError(
             f"source has no rows for {partition} in {job.source.describe(lakehouse)}; "
             "declare allow_empty=True on the job if empty partitions are expected"
@@ -419,6 +470,15 @@ def _check_counts(job: Job, lakehouse: Lakehouse, partition: dt.date, counts: Co
         )
 
 
+@dataclass
+class _Written:
+    outcome: dict[dt.date, Exception]
+    """The partitions that failed alone, with their errors."""
+    counts: dict[dt.date, Counts]
+    ok: tuple[dt.date, ...]
+    commit: CommitResult | None
+
+
 def process_unit(
     spark: SparkSession,
     lakehouse: Lakehouse,
@@ -429,13 +489,63 @@ def process_unit(
     """Do one attempt at one unit: every partition's ``complete`` state, or the error
     that failed it alone. Raises when the unit fails as a whole (its write, a Spark
     error no one partition can be blamed for)."""
+    written = _write(spark, lakehouse, job, running, previous, None)
+    crash_points("before_complete", written.ok)
+    outcome: dict[dt.date, PartitionState | Exception] = dict(written.outcome)
+    for partition in written.ok:
+        assert written.commit is not None
+        outcome[partition] = _complete(
+            job, running[partition], written.counts[partition], written.commit
+        )
+    return outcome
+
+
+def process_chunk(
+    spark: SparkSession,
+    lakehouse: Lakehouse,
+    job: Job,
+    running: PartitionState,
+    previous: PartitionState | None,
+    chunk: Chunk,
+) -> CommitResult | Exception:
+    """One chunk of a partition processed in chunks, as :func:`process_unit` does a unit
+    of one partition: its commits (quarantine, then target), tagged with the chunk; the
+    commit, or the error that failed the partition."""
+    partition = running.partition
+    written = _write(spark, lakehouse, job, {partition: running}, {partition: previous}, chunk)
+    if written.outcome:
+        return written.outcome[partition]
+    assert written.commit is not None
+    return written.commit
+
+
+def _write(
+    spark: SparkSession,
+    lakehouse: Lakehouse,
+    job: Job,
+    running: Mapping[dt.date, PartitionState],
+    previous: Mapping[dt.date, PartitionState | None],
+    chunk: Chunk | None,
+) -> _Written:
+    """Read, stage, count, check and commit a unit (or one chunk of one partition)."""
     first_state = next(iter(running.values()))
     unit, run_id = first_state.unit or 0, first_state.run_id
     partitions = tuple(sorted(running))
     attempts = {p: s.attempt for p, s in running.items()}
-    # Before the read: input that arrives while we work makes the partition stale.
-    fingerprints = {p: job.source.fingerprint(spark, lakehouse, p) for p in partitions}
-    where = f"job {job.name}, " + CommitTag(job.name, run_id, unit, attempts).describe()
+    # Before the read: input that arrives while we work makes the partition stale. A
+    # chunk's input is its manifest's.
+    fingerprints = {
+        p: chunk.fingerprint if chunk else job.source.fingerprint(spark, lakehouse, p)
+        for p in partitions
+    }
+    tagged = CommitTag(
+        job.name, run_id, unit, attempts, chunk=None if chunk is None else chunk.index
+    )
+    where = (
+        f"job {job.name}, "
+        + tagged.describe()
+        + (f", chunk {chunk.index + 1} of {chunk.of}" if chunk else "")
+    )
     cached: list[DataFrame] = []
     unreadable: dict[str, str] = {}  # file -> why, for corrupt_files="quarantine"
     try:
@@ -444,7 +554,15 @@ def process_unit(
         while True:
             try:
                 found = _stage_and_count(
-                    spark, lakehouse, job, partitions, target_schema, frozenset(unreadable), cached
+                    spark,
+                    lakehouse,
+                    job,
+                    partitions,
+                    target_schema,
+                    frozenset(unreadable),
+                    cached,
+                    chunk,
+                    _cache_level(spark, lakehouse, job, partitions, chunk),
                 )
                 break
             except Exception as error:
@@ -464,27 +582,29 @@ def process_unit(
                 rejected=counts[only].rejected + len(unreadable),
             )
         crash_points("after_read", partitions)
-        outcome: dict[dt.date, PartitionState | Exception] = dict(found.failed)
+        outcome: dict[dt.date, Exception] = dict(found.failed)
         for partition, partition_counts in counts.items():
             try:
-                _check_counts(job, lakehouse, partition, partition_counts)
+                check_counts(job, lakehouse, partition, partition_counts, whole=chunk is None)
             except PartitionError as error:
                 outcome[partition] = error
         ok = tuple(p for p in partitions if p not in outcome)
         # Quarantined: the rejects of every partition that has some, or to clear what an
         # earlier attempt may have left; a partition over the reject ratio keeps them
-        # visible.
+        # visible. A chunk after the first clears only its own (a same chunk's attempt
+        # that died before the target's commit), which exist only if it has rejects.
         over_ratio = [p for p, e in outcome.items() if isinstance(e, RejectRatioError)]
         quarantined = tuple(
             p
             for p in sorted((*ok, *over_ratio))
-            if counts[p].rejected > 0 or _may_hold_rejects(previous.get(p))
+            if counts[p].rejected > 0
+            or (not (chunk and chunk.index) and _may_hold_rejects(previous.get(p)))
         )
-        tag = CommitTag(
-            job.name,
-            run_id,
-            unit,
-            {p: attempts[p] for p in ok},
+        chunk_counts: dict[str, int | str | None] = (
+            {} if chunk is None else {"manifest": chunk.manifest, "chunks": chunk.of}
+        )
+        tag = dataclasses.replace(
+            tagged.only(ok),
             counts={
                 p: {
                     "rows_read": counts[p].read,
@@ -493,6 +613,7 @@ def process_unit(
                     "rows_duplicate": counts[p].duplicate,
                     "quarantine": int(p in quarantined),
                     "fingerprint": fingerprints[p],
+                    **chunk_counts,
                 }
                 for p in ok
             },
@@ -500,7 +621,7 @@ def process_unit(
         # The quarantine commits first: once the target commit exists, every write of
         # the unit is in Delta, and a crash before the ledger's commit heals from it.
         if quarantined:
-            qtag = CommitTag(job.name, run_id, unit, {p: attempts[p] for p in quarantined})
+            qtag = tagged.only(quarantined)
             write_quarantine(
                 spark,
                 quarantine_table(lakehouse, job.name),
@@ -532,22 +653,19 @@ def process_unit(
                     "attempt was under way; put it back (restore the folder), or rebuild "
                     f"it with `ninelives run {job.name} --force` over its dates"
                 )
-            commit = job.sink.write(
-                spark,
-                target,
-                accepted,
-                job.partition_column,
-                tag,
-                evolve=job.schema_drift == "evolve",
-            )
+            evolve = job.schema_drift == "evolve"
+            if chunk is None:
+                commit = job.sink.write(
+                    spark, target, accepted, job.partition_column, tag, evolve=evolve
+                )
+            else:
+                rows = {p: counts[p].accepted for p in ok}
+                commit = write_chunk(
+                    spark, target, accepted, job.partition_column, tag, rows, evolve=evolve
+                )
             crash_points("after_target_commit", ok)
             check_totals(commit, where)
-
-        crash_points("before_complete", ok)
-        for partition in ok:
-            assert commit is not None
-            outcome[partition] = _complete(job, running[partition], counts[partition], commit)
-        return outcome
+        return _Written(outcome, counts, ok, commit)
     finally:
         _unpersist(cached)
 
@@ -576,6 +694,8 @@ def complete_from_commit(state: PartitionState, commit: CommitResult) -> Partiti
     None when the commit does not cover this attempt at it."""
     info = commit.partition(state.partition)
     if info is None or info.get("attempt") != state.attempt or "rows_read" not in info:
+        return None
+    if "manifest" in info:  # one chunk of a partition in chunks is not all of it
         return None
     written, inserted = int(info["rows_written"]), int(info["rows_inserted"])
     updated = int(info["rows_updated"])

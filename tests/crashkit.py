@@ -619,11 +619,9 @@ def read_reference(
     silver = (
         lakehouse.table(job.sink.table).read(spark).where(F.col(job.partition_column).isin(keep))
     )
-    quarantine = tuple(
-        (r.partition, r.raw, r.reason)
-        for r in lakehouse.framework_table(f"quarantine_{job.name}").read(spark).collect()
-        if r.partition in keep
-    )
+    rejects = lakehouse.framework_table(f"quarantine_{job.name}")
+    rows = rejects.read(spark).collect() if rejects.exists(spark) else []  # none rejected
+    quarantine = tuple((r.partition, r.raw, r.reason) for r in rows if r.partition in keep)
     states = Ledger(spark, lakehouse.framework_table("ledger")).states(job.name)[job.name]
     counts = {d: {n: getattr(states[d], n) for n in COUNTS} for d in keep}
     return Reference(tuple(keep), frozen_frame(spark, silver), quarantine, counts, job)
@@ -749,9 +747,12 @@ def quarantine_problems(
             f"quarantine differs from the uninterrupted run: extra {dict(actual - expected)}, "
             f"missing {dict(expected - actual)}"
         )
-    attempts: dict[dt.date, set[tuple[str, int]]] = {}
+    # A partition in chunks: each chunk's rows from one attempt (a rerun resumes it).
+    attempts: dict[tuple[dt.date, int | None], set[tuple[str, int]]] = {}
     for r in rows:
-        attempts.setdefault(r.partition, set()).add((r.run_id, r.attempt))
+        attempts.setdefault((r.partition, r.asDict().get("chunk")), set()).add(
+            (r.run_id, r.attempt)
+        )
     mixed = {str(d): sorted(a) for d, a in attempts.items() if len(a) > 1}
     if mixed:
         problems.append(f"quarantine partitions hold rows of several attempts: {mixed}")
