@@ -371,10 +371,15 @@ def plan_recovery(
     if not untouched and not outside:
         lines.append("  rewrites no complete partition: a rerun only does the missing work")
     if dead:
+        whole = [p for p in dead if states[p].chunks is None]  # a date in chunks resumes
         lines.append(
-            f"  takes over the lease(s) of {dates_text(dead)} from the dead runner; where "
-            "its target commit already reached Delta, the partition is marked complete from "
-            "that commit without recomputing"
+            f"  takes over the lease(s) of {dates_text(dead)} from the dead runner"
+            + (
+                f"; where the target commit of {dates_text(whole)} already reached Delta, "
+                "the partition is marked complete from that commit without recomputing"
+                if whole
+                else ""
+            )
         )
     if live:
         lines.append(
