@@ -131,7 +131,7 @@ def agreement(work: Path, names: list[str]) -> dict[str, Any]:
         row = table.agg(
             F.count(F.lit(1)).alias("rows"),
             F.count_distinct("_key").alias("keys"),
-            F.sum(F.xxhash64("_row_hash")).alias("checksum"),
+            F.sum(F.xxhash64("_row_hash").cast("decimal(38,0)")).alias("checksum"),
         ).first()
         found[name] = {
             "state": state.state if state else None,
@@ -139,7 +139,7 @@ def agreement(work: Path, names: list[str]) -> dict[str, Any]:
             "chunks": state.chunks if state else None,
             "target_rows": row["rows"],
             "target_keys": row["keys"],
-            "checksum": row["checksum"],
+            "checksum": str(row["checksum"]),  # a decimal: 10M 64-bit hashes overflow a long
         }
     spark.stop()
     return found

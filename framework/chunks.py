@@ -6,7 +6,7 @@ When one night of 10M records dies at 9M, the rerun processes the last 1M::
       -> ledger: running, with the manifest        (before the first chunk)
       -> for each chunk the target's log lacks:
            process_chunk (framework.unit): quarantine commit, target commit, tagged
-           ledger: running, n of N chunks committed
+           (the lease renewer's next renewal records "n of N chunks committed")
       -> drop_duplicates: a key two chunks hold keeps one row, in one tagged commit
       -> the partition's accounting adds up -> complete
 
@@ -169,10 +169,13 @@ def process_chunked(
     files: Sequence[InputFile],
     unit_bytes: int,
     record: Callable[[PartitionState], PartitionState],
+    hold: Callable[[PartitionState], None],
 ) -> PartitionState | Exception:
     """One attempt at a partition in chunks: its ``complete`` state, or the error that
-    failed it. ``record`` writes a ``running`` state with the manifest and the progress
-    to the ledger (and keeps its lease renewed)."""
+    failed it. ``record`` writes the ``running`` state with the manifest to the ledger
+    before the first chunk; ``hold`` hands each chunk's progress to the lease renewer,
+    whose next renewal writes it (a ledger commit per chunk would cost ~1 s each, and
+    the target's log, not the ledger, is what a resume and ``status`` count chunks by)."""
     partition = running.partition
     manifest = resumable(previous, files) or Manifest.new(running, files, unit_bytes)
     target = lakehouse.table(job.sink.table)
@@ -194,13 +197,14 @@ def process_chunked(
             return result
         done[index] = result
         crash_point("after_chunk_commit", partition, len(done))
-        state = record(dataclasses.replace(state, chunks_committed=len(done), recorded_at=None))
+        state = dataclasses.replace(state, chunks_committed=len(done), recorded_at=None)
+        hold(state)
     crash_points("after_last_chunk", (partition,))
     attempt = {partition: state.attempt}
     tag = CommitTag(job.name, state.run_id, state.unit or 0, attempt, chunk=manifest.of)
-    drop_duplicates(spark, target, job, partition, manifest, tag)
+    written = drop_duplicates(spark, target, job, partition, manifest, tag)
     crash_points("before_complete", (partition,))
-    return _complete(spark, lakehouse, job, state, manifest)
+    return _complete(spark, lakehouse, job, state, manifest, written)
 
 
 def committed_chunks(
@@ -242,22 +246,23 @@ def drop_duplicates(
     partition: dt.date,
     manifest: Manifest,
     tag: CommitTag,
-) -> CommitResult | None:
+) -> int:
     """Delete, in one tagged commit, every row of ``partition`` whose key another chunk's
-    row beats (``order_by``, then the row hash: the row a one-pass dedupe keeps); None,
-    and no commit, when no key is held twice. A row is named by its key, row hash and
-    ``_processed_at``, which is one instant per chunk's write."""
+    row beats (``order_by``, then the row hash: the row a one-pass dedupe keeps), and
+    return how many rows the partition holds then. No commit when no key is held twice:
+    one aggregation over the keys counts the rows and the keys held twice at once. A row
+    is named by its key, row hash and ``_processed_at``, one instant per chunk's write."""
     pc = job.partition_column
     rows = ref.read(spark).where(F.col(pc) == F.lit(partition))
-    twice = (
-        rows.groupBy(KEY_COLUMN)
-        .count()
-        .where(F.col("count") > 1)
-        .select(KEY_COLUMN)
-        .localCheckpoint()
-    )
-    if twice.isEmpty():
-        return None
+    per_key = rows.groupBy(KEY_COLUMN).count()
+    held = per_key.agg(
+        F.coalesce(F.sum("count"), F.lit(0)).alias("rows"),
+        F.count(F.when(F.col("count") > 1, True)).alias("twice"),
+    ).first()
+    assert held is not None  # a global aggregation has one row
+    if held["twice"] == 0:
+        return int(held["rows"])
+    twice = per_key.where(F.col("count") > 1).select(KEY_COLUMN).localCheckpoint()
     order = [F.col(c).desc_nulls_last() for c in job.order_by]
     window = Window.partitionBy(KEY_COLUMN).orderBy(
         *order, F.col(ROW_HASH_COLUMN).desc(), F.col(PROCESSED_AT_COLUMN).desc()
@@ -294,14 +299,20 @@ def drop_duplicates(
             f"job {job.name}, partition {partition}: {n} rows lose to another chunk's row "
             f"of their key, but the commit deleted {commit.metric('numTargetRowsDeleted')}"
         )
-    return commit
+    return int(held["rows"]) - n
 
 
 def _complete(
-    spark: SparkSession, lakehouse: Lakehouse, job: Job, state: PartitionState, manifest: Manifest
+    spark: SparkSession,
+    lakehouse: Lakehouse,
+    job: Job,
+    state: PartitionState,
+    manifest: Manifest,
+    written: int,
 ) -> PartitionState | Exception:
     """The partition's complete state when every chunk is committed and its counts add
-    up over them: rows read = in the target + rejected + dropped + duplicates."""
+    up over them: rows read = ``written`` (the rows the target holds) + rejected +
+    dropped + duplicates."""
     target = lakehouse.table(job.sink.table)
     found = committed_chunks(spark, target, job.name, state.partition, manifest)
     missing = [i + 1 for i in range(manifest.of) if i not in found]
@@ -329,8 +340,6 @@ def _complete(
         check_counts(job, lakehouse, state.partition, counts)
     except Exception as error:
         return error
-    pc = F.col(job.partition_column)
-    written = target.read(spark).where(pc == F.lit(state.partition)).count()
     if written != counts.accepted:
         return AccountingError(
             f"{where}: {counts.read} rows read over {manifest.of} chunks, {counts.rejected} "

@@ -574,11 +574,13 @@ def _work_unit(
     """
     started = time.monotonic()
 
-    def progress(state: PartitionState) -> PartitionState:
-        """A partition in chunks records its manifest and progress as it goes."""
-        [recorded] = ledger.record(state)
-        renewer.hold([recorded])
-        return recorded
+    def progress(state: PartitionState, durable: bool) -> PartitionState:
+        """A partition in chunks records its manifest, and hands its progress to the
+        lease renewer, which records it with the next renewal."""
+        if durable:
+            [state] = ledger.record(state)
+        renewer.hold([state])
+        return state
 
     queue = [(running, previous, 0)]
     finals: dict[dt.date, PartitionState] = {}
@@ -663,7 +665,7 @@ def _attempt(
     previous: dict[dt.date, PartitionState | None],
     all_states: dict[str, dict[dt.date, PartitionState]],
     unit_bytes: int,
-    progress: Callable[[PartitionState], PartitionState],
+    progress: Callable[[PartitionState, bool], PartitionState],
 ) -> tuple[dict[dt.date, PartitionState], Exception | None, tuple[dt.date, ...]]:
     """One attempt at a unit; never raises: every partition's outcome (complete or
     failed), and when the unit failed as a whole, the error and the partitions it
@@ -683,8 +685,11 @@ def _attempt(
     latest = dict(go)  # a failed attempt in chunks keeps its manifest for the next one
 
     def recorded(state: PartitionState) -> PartitionState:
-        latest[state.partition] = progress(state)
+        latest[state.partition] = progress(state, True)
         return latest[state.partition]
+
+    def held(state: PartitionState) -> None:
+        latest[state.partition] = progress(state, False)
 
     try:
         _check_target(spark, lakehouse, job, min(go), all_states.get(job.name, {}))
@@ -706,6 +711,7 @@ def _attempt(
                     files,
                     unit_bytes,
                     recorded,
+                    held,
                 )
             }
         else:
