@@ -95,8 +95,10 @@ LEDGER_SCHEMA = StructType(
     ]
 )
 
-# Many one-row commits: compact them as they come, keep reads fast.
-LEDGER_PROPERTIES = {"delta.autoOptimize.autoCompact": "true"}
+COMPACT_AT_FILES = 50
+"""A job's ledger partition is compacted at the end of a run once it holds this many
+files (Delta's own ``autoCompact.minNumFiles``). Not ``autoCompact``: on this ledger of
+one-row commits Delta compacted every few commits, seconds each on a partition's path."""
 
 ERROR_MESSAGE_LIMIT = 4000
 
@@ -180,9 +182,7 @@ class Ledger:
             return
         with write_lock(self.ref):
             if not self.ref.exists(self.spark):
-                self.ref.create(
-                    self.spark, LEDGER_SCHEMA, partition_by="job", properties=LEDGER_PROPERTIES
-                )
+                self.ref.create(self.spark, LEDGER_SCHEMA, partition_by="job")
 
     def frame(self) -> DataFrame:
         """Every ledger row, for SQL-style queries."""
@@ -225,14 +225,28 @@ class Ledger:
         now = utcnow()
         items = [s if s.recorded_at else dataclasses.replace(s, recorded_at=now) for s in items]
         rows = [_to_row(s, now) for s in items]
-        df = self.spark.createDataFrame(rows, LEDGER_SCHEMA)
+        df = self.spark.createDataFrame(rows, LEDGER_SCHEMA).coalesce(1)  # a file a commit
         # mergeSchema: a ledger written before a column was added takes the new column.
         writer = df.write.format("delta").mode("append").option("mergeSchema", "true")
         with write_lock(self.ref):
-            self.ref.save(
-                self.spark, writer, LEDGER_SCHEMA, partition_by="job", properties=LEDGER_PROPERTIES
-            )
+            self.ref.save(self.spark, writer, LEDGER_SCHEMA, partition_by="job")
         return items
+
+    def compact(self, job: str) -> bool:
+        """Rewrite ``job``'s ledger files into few once they are :data:`COMPACT_AT_FILES`
+        or more: reads stay fast however many transitions a job records. One OPTIMIZE
+        of the job's partition, off every partition's path (a run calls it as it ends).
+        Returns whether it compacted. It rewrites no row and only appends race it, so a
+        concurrent claim that loses to it plans again, as after any claim conflict."""
+        if not self.ref.exists(self.spark):
+            return False
+        files = self.frame().where(F.col("job") == job).inputFiles()
+        if len(files) < COMPACT_AT_FILES:
+            return False
+        with write_lock(self.ref):
+            where = "job = '{}'".format(job.replace("\\", "\\\\").replace("'", "\\'"))
+            self.ref.delta(self.spark).optimize().where(where).executeCompaction()
+        return True
 
     def claim(
         self,

@@ -98,7 +98,7 @@ class TableRef:
         Example::
 
             ref.create(spark, LEDGER_SCHEMA, partition_by="job",
-                       properties={"delta.autoOptimize.autoCompact": "true"})
+                       properties={"delta.enableDeletionVectors": "true"})
         """
         if self.path is not None:
             self.save(

@@ -17,6 +17,7 @@ from framework.runner import RunRequest, run_job
 from framework.tables import Lakehouse
 from jobs.orders_daily import JOB as ORDERS
 from jobs.revenue_daily import JOB as REVENUE
+from tests.crashkit import commit_operations
 from tests.helpers import assert_same_rows, delta_versions
 
 DATES = [dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)]
@@ -222,3 +223,27 @@ def test_revenue_waits_for_orders_then_matches_silver(spark, sample_config) -> N
     # Forcing it again replaces the date: same rows, no duplicates.
     assert run(spark, sample_config, REVENUE, [DATES[0]], force=True).exit_code == 0
     assert_same_rows(gold.select(*columns), actual)
+
+
+def test_a_jobs_ledger_files_are_compacted_once_as_a_run_ends_and_its_states_stay(
+    spark, sample_config, monkeypatch
+) -> None:
+    """Compaction waits for the threshold, then is the run's last ledger commit: no
+    partition's transition pays for it, and it changes no state."""
+    monkeypatch.setattr("framework.ledger.COMPACT_AT_FILES", 4)
+    lake = Lakehouse(sample_config.lakehouse)
+    ledger = Ledger(spark, lake.framework_table("ledger"))
+    path = Path(ledger.ref.path)
+
+    def job_files() -> int:
+        return len(ledger.frame().where(F.col("job") == ORDERS.name).inputFiles())
+
+    run(spark, sample_config, ORDERS, DATES)
+    assert "OPTIMIZE" not in [op for _, op in commit_operations(path)]
+    assert 1 < job_files() < 4
+    run(spark, sample_config, ORDERS, DATES, force=True)
+    commits = commit_operations(path)
+    assert [op for _, op in commits].index("OPTIMIZE") == len(commits) - 1, commits
+    assert job_files() == 1
+    before = spark.read.format("delta").option("versionAsOf", commits[-2][0]).load(str(path))
+    assert_same_rows(ledger.frame(), before)
