@@ -289,8 +289,9 @@ def run_job(
             time.sleep(request.wait_poll_seconds)
             all_states = ledger.states(job.name, *job.depends_on)
             plan = _plan(spark, lakehouse, job, request, all_states[job.name])
-    with contextlib.suppress(*delta_conflicts()):  # housekeeping: the next run compacts
-        ledger.compact(job.name)
+    if report.results or report.healed:  # a run with nothing to do commits nothing
+        with contextlib.suppress(*delta_conflicts()):  # housekeeping: the next run compacts
+            ledger.compact(job.name)
     done = {s.partition for s in [*report.results, *report.healed]}
     report.held = {p: s for p, s in held.items() if p not in done}
     report.finished_at = utcnow()
