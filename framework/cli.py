@@ -30,11 +30,13 @@ from rich.table import Table
 from framework.config import Config, load_config, parse_size
 from framework.errors import DriverDiedError, NinelivesError, UsageError
 from framework.failures import describe
+from framework.job import Job
 from framework.leases import held_message
+from framework.ledger import utcnow
 from framework.ops_cli import OPS_COMMANDS, observe_run, register_ops_commands
 from framework.registry import get_job
 from framework.report import date_range, error_hint, print_run_summary
-from framework.runner import RunRequest, reconcile, run_job
+from framework.runner import RunReport, RunRequest, new_run_id, reconcile, run_job
 from framework.tables import Lakehouse
 
 MAX_DATES = 3660  # ten years of daily partitions in one request
@@ -261,9 +263,6 @@ def _cmd_run(args: argparse.Namespace, config: Config, console: Console) -> int:
         dates = requested_dates(args, required=not args.only_failed) or []
     if args.only_failed and args.force:
         raise UsageError("--only-failed and --force do not go together")
-    from framework.session import get_or_create_session
-
-    spark = get_or_create_session(config)
     request = RunRequest.for_dates(
         dates,
         only_failed=args.only_failed,
@@ -278,6 +277,11 @@ def _cmd_run(args: argparse.Namespace, config: Config, console: Console) -> int:
         wait=args.wait,
         lease_seconds=config.run.lease_seconds,
     )
+    if not args.dry_run and _nothing_to_do(config, job, request, console, args):
+        return 0
+    from framework.session import get_or_create_session
+
+    spark = get_or_create_session(config)
     try:
         with observe_run(args, config, spark) as observers:
             report = run_job(spark, Lakehouse(config.lakehouse), job, request, observers=observers)
@@ -294,6 +298,36 @@ def _cmd_run(args: argparse.Namespace, config: Config, console: Console) -> int:
     for state in report.held.values():
         print(f"ninelives: {held_message(job.name, state)}", file=sys.stderr)
     return report.exit_code
+
+
+def _nothing_to_do(
+    config: Config, job: Job, request: RunRequest, console: Console, args: argparse.Namespace
+) -> bool:
+    """Whether the plan, read without a JVM, has nothing to process; if so, the run's
+    observers see it and its summary is printed, and Spark never starts. Such a run
+    records no row in the run history (a Delta table Spark writes); its JSON log
+    lines, metrics and alerts are as through Spark. False whenever the plan has work
+    or cannot be read without Spark."""
+    from framework import native
+
+    if request.force or not native.enabled():
+        return False
+    try:
+        plan, states = native.plan(Lakehouse(config.lakehouse), job, request)
+    except native.NativeUnavailable as why:
+        native.notice(why)
+        return False
+    if plan.to_run:
+        return False
+    report = RunReport(job.name, new_run_id(), plan, states=states)
+    with observe_run(args, config, None) as observers:
+        for observer in observers:
+            observer.run_started(report)
+        report.finished_at = utcnow()
+        for observer in observers:
+            observer.run_finished(report)
+    print_run_summary(report, console, _cli_options(args))
+    return True
 
 
 def _recorded(config: Config, died: DriverDiedError) -> DriverDiedError:

@@ -47,13 +47,15 @@ from pyspark.sql import SparkSession
 from rich.console import Console
 from rich.table import Table
 
+from framework import native
 from framework.alerts import DEFAULT_WARN_RATIO, AlertObserver
 from framework.chunks import with_chunks_committed
 from framework.config import Config
 from framework.errors import UsageError
 from framework.history import HistoryObserver, RunHistory, RunRecord
+from framework.job import Job
 from framework.leases import this_host
-from framework.ledger import Ledger, PartitionState
+from framework.ledger import COMPLETE, Ledger, PartitionState
 from framework.metrics import MetricsObserver
 from framework.observers import Guarded, JsonLogObserver, ProgressObserver, progress_mode
 from framework.partition_calendar import render_calendar
@@ -227,7 +229,7 @@ def _stderr_warn(stream: IO[str] | None) -> Callable[[str], None]:
 
 def build_observers(
     settings: OpsSettings,
-    spark: SparkSession,
+    spark: SparkSession | None,
     lakehouse: Lakehouse,
     *,
     job: str,
@@ -255,10 +257,11 @@ def build_observers(
         except OSError as error:
             raise UsageError(f"cannot open the log file {settings.log_file}: {error}") from None
         observers.append(Guarded(log, f"JSON log to {settings.log_file}", warn))
-    history = HistoryObserver(
-        RunHistory.of(spark, lakehouse), arguments=arguments, host=host, pid=os.getpid()
-    )
-    observers.append(Guarded(history, "recording the run history", warn))
+    if spark is not None:  # a run planned without a JVM has nothing to record
+        history = HistoryObserver(
+            RunHistory.of(spark, lakehouse), arguments=arguments, host=host, pid=os.getpid()
+        )
+        observers.append(Guarded(history, "recording the run history", warn))
     if settings.pushgateway:
         observers.append(Guarded(MetricsObserver(settings.pushgateway, warn), "metrics", warn))
     if settings.webhook_url:
@@ -279,7 +282,7 @@ def build_observers(
 def observe_run(
     args: argparse.Namespace,
     config: Config,
-    spark: SparkSession,
+    spark: SparkSession | None,
     *,
     env: Mapping[str, str] | None = None,
     stderr: IO[str] | None = None,
@@ -320,9 +323,17 @@ def observe_run(
 
 
 def _states(
-    spark: SparkSession, lakehouse: Lakehouse, job: str, upstream: tuple[str, ...]
+    config: Config, lakehouse: Lakehouse, job: str, upstream: tuple[str, ...]
 ) -> tuple[dict[dt.date, PartitionState], dict[str, dict[dt.date, PartitionState]]]:
-    every = Ledger(spark, lakehouse.framework_table("ledger")).states(job, *upstream)
+    """The job's and its upstream jobs' states, through delta-rs or else Spark."""
+    every = None
+    if native.enabled():
+        try:
+            every = native.ledger_states(lakehouse, [job, *upstream])
+        except native.NativeUnavailable as why:
+            native.notice(why)
+    if every is None:
+        every = Ledger(_session(config), lakehouse.framework_table("ledger")).states(job, *upstream)
     return every[job], {name: every[name] for name in upstream if name != job}
 
 
@@ -332,18 +343,59 @@ def _session(config: Config) -> SparkSession:
     return get_or_create_session(config)
 
 
+def _status_without_jvm(
+    lakehouse: Lakehouse, job: Job, dates: list[dt.date] | None
+) -> tuple[
+    dict[dt.date, PartitionState],
+    dict[str, dict[dt.date, PartitionState]],
+    list[dt.date],
+    frozenset[dt.date],
+]:
+    """What ``status`` shows, read through delta-rs: the job's states, its upstream
+    jobs', the dates and the stale ones. A date in chunks that is not complete has its
+    count in the target's log, which only Spark reads here."""
+    if not native.enabled():
+        raise native.NativeUnavailable(f"{native.ENABLED_VARIABLE}=0")
+    every = native.ledger_states(lakehouse, [job.name, *job.depends_on])
+    states = every[job.name]
+    if any(s.manifest is not None and s.state != COMPLETE for s in states.values()):
+        raise native.NativeUnavailable("a date in chunks counts its chunks in the target's log")
+    if dates is None:
+        dates = date_range(min(states), max(states)) if states else []
+    upstream = {name: every[name] for name in job.depends_on if name != job.name}
+    return states, upstream, dates, native.stale(lakehouse, job, states, dates)
+
+
+def _recent_runs(config: Config, job: str, limit: int) -> list[RunRecord]:
+    """The run history's newest rows, through delta-rs or else Spark."""
+    lakehouse = Lakehouse(config.lakehouse)
+    if native.enabled():
+        try:
+            return native.recent_runs(lakehouse, job, limit)
+        except native.NativeUnavailable as why:
+            native.notice(why)
+    return RunHistory.of(_session(config), lakehouse).recent(job, limit)
+
+
 def cmd_status(args: argparse.Namespace, config: Config, console: Console) -> int:
     """``ninelives status``: table, runbook and recovery command (or ``--json``)."""
     from framework.cli import requested_dates
 
     job = get_job(args.job)
     dates = requested_dates(args, required=False)
-    spark = _session(config)
-    states, upstream = _states(spark, Lakehouse(config.lakehouse), job.name, job.depends_on)
-    states = with_chunks_committed(spark, Lakehouse(config.lakehouse), job, states)
-    if dates is None:
-        dates = date_range(min(states), max(states)) if states else []
-    stale = stale_partitions(spark, Lakehouse(config.lakehouse), job, states, dates)
+    lakehouse = Lakehouse(config.lakehouse)
+    try:
+        states, upstream, dates, stale = _status_without_jvm(lakehouse, job, dates)
+    except native.NativeUnavailable as why:
+        if native.enabled():
+            native.notice(why)
+        spark = _session(config)
+        every = Ledger(spark, lakehouse.framework_table("ledger")).states(job.name, *job.depends_on)
+        states = with_chunks_committed(spark, lakehouse, job, every[job.name])
+        upstream = {name: every[name] for name in job.depends_on if name != job.name}
+        if dates is None:
+            dates = date_range(min(states), max(states)) if states else []
+        stale = stale_partitions(spark, lakehouse, job, states, dates)
     if job.watermark_start is not None and not getattr(args, "json", False):
         console.print(
             f"{job.name} watermark: {watermark(job, states)} (windows before it are complete; "
@@ -412,7 +464,7 @@ def cmd_history(args: argparse.Namespace, config: Config, console: Console) -> i
     from framework.names import checked_identifier
 
     job = checked_identifier(args.job, "job name")  # a removed job keeps its history
-    records = RunHistory.of(_session(config), Lakehouse(config.lakehouse)).recent(job, args.limit)
+    records = _recent_runs(config, job, args.limit)
     if getattr(args, "json", False):
         for record in records:
             console.out(json.dumps(record.as_json()), highlight=False)
@@ -437,9 +489,8 @@ def cmd_report(args: argparse.Namespace, config: Config, console: Console) -> in
 
     job = get_job(args.job)
     dates = requested_dates(args, required=False)
-    spark = _session(config)
     lakehouse = Lakehouse(config.lakehouse)
-    states, upstream = _states(spark, lakehouse, job.name, job.depends_on)
+    states, upstream = _states(config, lakehouse, job.name, job.depends_on)
     if dates is None:
         dates = date_range(min(states), max(states)) if states else []
     recovery = plan_recovery(
@@ -449,7 +500,7 @@ def cmd_report(args: argparse.Namespace, config: Config, console: Console) -> in
         cli_options=cli_options(args),
         upstream=upstream,
     )
-    history = RunHistory.of(spark, lakehouse).recent(job.name, 10)
+    history = _recent_runs(config, job.name, 10)
     html = render_calendar(job.name, dates, states, recovery, history=history)
     output = Path(args.output)
     try:

@@ -187,12 +187,24 @@ def stale_partitions(
 ) -> frozenset[dt.date]:
     """Complete partitions among ``candidates`` whose input changed since they completed
     (a different fingerprint; input that has since disappeared does not count)."""
+    return stale_among(
+        states, candidates, lambda partition: job.source.fingerprint(spark, lakehouse, partition)
+    )
+
+
+def stale_among(
+    states: dict[dt.date, PartitionState],
+    candidates: Iterable[dt.date],
+    fingerprint: Callable[[dt.date], str | None],
+) -> frozenset[dt.date]:
+    """:func:`stale_partitions` with the input's ``fingerprint`` given: a listing of the
+    landing files needs no Spark (:mod:`framework.native`)."""
     stale = set()
     for partition in candidates:
         state = states.get(partition)
         if state is None or state.state != COMPLETE or state.fingerprint is None:
             continue
-        now = job.source.fingerprint(spark, lakehouse, partition)
+        now = fingerprint(partition)
         # Input that is gone (a landing zone's retention purged it) is not new input:
         # reprocessing it could only fail.
         if now is not None and now != state.fingerprint:

@@ -94,6 +94,10 @@ class Source(Protocol):
     # Optional: ``files(spark, lakehouse, partition) -> list[InputFile]`` and a ``files``
     # keyword of ``read`` (read only those): a partition bigger than a unit is then
     # processed in chunks of its files (:mod:`framework.chunks`).
+    #
+    # Optional: ``listing_fingerprint(lakehouse, partition) -> str | None``, the same
+    # digest as ``fingerprint`` without Spark: ``status`` and a run's plan then tell
+    # stale partitions without starting a JVM (:mod:`framework.native`).
 
 
 @dataclass(frozen=True)
@@ -127,10 +131,14 @@ class JsonLinesSource:
     ) -> str | None:
         """sha256 of the files' names, sizes and modification times: a late file, a
         re-export or a corrected file changes it."""
+        return self.listing_fingerprint(lakehouse, partition)
+
+    def listing_fingerprint(self, lakehouse: Lakehouse, partition: dt.date) -> str | None:
+        """:meth:`fingerprint`, which is a file listing: no Spark needed."""
         folder = Path(self.partition_path(lakehouse, partition))
         if not folder.is_dir():
             return None
-        return files_fingerprint(self.files(spark, lakehouse, partition))
+        return files_fingerprint(self.listed(lakehouse, partition))
 
     def size(self, spark: SparkSession, lakehouse: Lakehouse, partition: dt.date) -> int:
         """Bytes of the partition's files, for packing dates into work units."""
@@ -140,6 +148,10 @@ class JsonLinesSource:
         self, spark: SparkSession, lakehouse: Lakehouse, partition: dt.date
     ) -> list[InputFile]:
         """The partition's data files in name order, with their sizes and times."""
+        return self.listed(lakehouse, partition)
+
+    def listed(self, lakehouse: Lakehouse, partition: dt.date) -> list[InputFile]:
+        """:meth:`files`, by a listing of the landing folder alone."""
         folder = Path(self.partition_path(lakehouse, partition))
         if not folder.is_dir():
             return []

@@ -1,0 +1,171 @@
+"""The control plane without a JVM (issue 17): the ledger read through delta-rs.
+
+A run with nothing to do, and ``status``, need the ledger, a small Delta table, and a
+listing of the landing files; starting Spark for them costs seconds, delta-rs (the
+``deltalake`` package) opens the table in milliseconds. Its DataFusion query engine
+reads deletion vectors; the newest row of each (job, partition) is the same rule as
+:meth:`framework.ledger.Ledger.latest_frame`, in SQL.
+
+This module only reads, and only path lakehouses (a catalog's three-part names go
+through Spark). It never guesses: whatever it cannot answer for certain (a catalog
+lakehouse, a table feature delta-rs refuses, any error of delta-rs, a source whose
+input has no fingerprint without Spark, a date in chunks whose count is in the
+target's log) raises :class:`NativeUnavailable`, and the caller goes through Spark
+after a one-line notice (:func:`notice`). ``NINELIVES_NATIVE=0`` always goes through
+Spark.
+
+Example::
+
+    try:
+        states = ledger_states(lakehouse, ["orders_daily"])
+    except NativeUnavailable as why:
+        notice(why)
+        states = Ledger(spark, lakehouse.framework_table("ledger")).states("orders_daily")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from framework.history import HISTORY_SCHEMA, RunRecord
+from framework.history import TABLE_NAME as HISTORY_TABLE
+from framework.job import Job
+from framework.ledger import COMPLETE, LEDGER_SCHEMA, PartitionState
+from framework.runner import Plan, RunRequest, plan_partitions, stale_among, watermark_windows
+from framework.tables import Lakehouse
+
+ENABLED_VARIABLE = "NINELIVES_NATIVE"
+
+
+class NativeUnavailable(Exception):
+    """Why delta-rs cannot answer here; the caller asks Spark instead."""
+
+
+def enabled() -> bool:
+    """Whether to try delta-rs first (``NINELIVES_NATIVE=0``: Spark only, no notice)."""
+    return os.environ.get(ENABLED_VARIABLE, "1") != "0"
+
+
+def notice(why: NativeUnavailable) -> None:
+    """The one line a fallback to Spark prints on stderr."""
+    print(f"ninelives: {why}; reading it with Spark", file=sys.stderr)
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _local(value: object) -> object:
+    """A timestamp as PySpark returns it: naive, on the local clock."""
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone().replace(tzinfo=None)
+    return value
+
+
+def _rows(lakehouse: Lakehouse, table: str, sql: str) -> list[dict[str, object]] | None:
+    """The rows ``sql`` selects from the framework table ``table`` (named so in the SQL),
+    as PySpark would return them; None when the table has no commit yet."""
+    if lakehouse.is_catalog:
+        raise NativeUnavailable("a catalog lakehouse is read through Spark")
+    path = lakehouse.framework_table(table).path
+    assert path is not None  # not a catalog lakehouse
+    if not any(Path(path, "_delta_log").glob("*.json")):
+        return None  # no table yet, or a kill inside its first commit left no commit
+    try:
+        from deltalake import DeltaTable, QueryBuilder
+
+        found = QueryBuilder().register(table, DeltaTable(path)).execute(sql).read_all()
+        columns = {name: found.column(name).to_pylist() for name in found.column_names}
+    except Exception as error:  # delta-rs errors have no common base: never guess
+        first = (str(error).splitlines() or [""])[0]
+        raise NativeUnavailable(
+            f"{path} could not be read without a JVM ({type(error).__name__}: {first})"
+        ) from error
+    return [
+        {name: _local(values[i]) for name, values in columns.items()} for i in range(found.num_rows)
+    ]
+
+
+def ledger_states(
+    lakehouse: Lakehouse, jobs: Iterable[str]
+) -> dict[str, dict[dt.date, PartitionState]]:
+    """``{job: {partition: newest state}}``, as :meth:`Ledger.states` gives it."""
+    jobs = list(dict.fromkeys(jobs))
+    newest = (
+        'row_number() OVER (PARTITION BY job, "partition" '
+        "ORDER BY attempt DESC, seq DESC, recorded_at DESC)"
+    )
+    rows = _rows(
+        lakehouse,
+        "ledger",
+        f"SELECT * FROM (SELECT *, {newest} AS _newest FROM ledger "
+        f"WHERE job IN ({', '.join(map(_quoted, jobs))})) WHERE _newest = 1",
+    )
+    result: dict[str, dict[dt.date, PartitionState]] = {job: {} for job in jobs}
+    fields = [f.name for f in LEDGER_SCHEMA.fields if f.name != "seq"]
+    for row in rows or []:
+        # A ledger written before a column was added lacks it, as in Ledger.latest_frame.
+        state = PartitionState(**{name: row.get(name) for name in fields})  # type: ignore[arg-type]
+        result[state.job][state.partition] = state
+    return result
+
+
+def recent_runs(lakehouse: Lakehouse, job: str, limit: int = 20) -> list[RunRecord]:
+    """:meth:`framework.history.RunHistory.recent`: ``job``'s newest runs, newest first."""
+    rows = _rows(
+        lakehouse,
+        HISTORY_TABLE,
+        f"SELECT * FROM {HISTORY_TABLE} WHERE job = {_quoted(job)} "
+        f"ORDER BY started_at DESC, run_id DESC LIMIT {int(limit)}",
+    )
+    names = HISTORY_SCHEMA.fieldNames()
+    return [RunRecord(**{name: row.get(name) for name in names}) for row in rows or []]  # type: ignore[arg-type]
+
+
+def stale(
+    lakehouse: Lakehouse,
+    job: Job,
+    states: dict[dt.date, PartitionState],
+    candidates: Iterable[dt.date],
+) -> frozenset[dt.date]:
+    """:func:`framework.runner.stale_partitions` by a listing of the landing files."""
+    listing = getattr(job.source, "listing_fingerprint", None)
+    candidates = list(candidates)
+    needed = any(
+        (s := states.get(p)) is not None and s.state == COMPLETE and s.fingerprint
+        for p in candidates
+    )
+    if not needed:
+        return frozenset()
+    if listing is None:
+        raise NativeUnavailable(
+            f"the input of {job.name} ({type(job.source).__name__}) has no fingerprint "
+            "without Spark"
+        )
+    return stale_among(states, candidates, lambda partition: listing(lakehouse, partition))
+
+
+def plan(
+    lakehouse: Lakehouse, job: Job, request: RunRequest
+) -> tuple[Plan, dict[dt.date, PartitionState]]:
+    """The plan ``run_job`` would make first, and the job's states it is made from, read
+    without a JVM. Advisory: a run that has work starts Spark, and claims from the
+    ledger as it is then."""
+    states = ledger_states(lakehouse, [job.name])[job.name]
+    if job.watermark_start is not None:
+        request = dataclasses.replace(request, partitions=watermark_windows(job, states, request))
+    wanted = request.include_stale and not request.force
+    planned = plan_partitions(
+        request.partitions,
+        states,
+        force=request.force,
+        only_failed=request.only_failed,
+        lookback_days=job.lookback_days,
+        stale=stale(lakehouse, job, states, request.partitions) if wanted else frozenset(),
+    )
+    return planned, states
