@@ -22,7 +22,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.table import Table
@@ -366,28 +366,52 @@ def _cmd_reconcile(args: argparse.Namespace, config: Config, console: Console) -
 def _cmd_quarantine(args: argparse.Namespace, config: Config, console: Console) -> int:
     job = get_job(args.job)
     from framework.quarantine import quarantine_table
-    from framework.session import get_or_create_session
 
-    spark = get_or_create_session(config)
     ref = quarantine_table(Lakehouse(config.lakehouse), job.name)
-    if not ref.exists(spark):
+    found = _quarantined(config, job.name, args.date, args.limit)
+    if found is None:
         console.print(f"{job.name}: no quarantined records ({ref} does not exist)")
         return 0
-    rows = ref.read(spark)
-    if args.date:
-        rows = rows.where(rows.partition == args.date)
-    total = rows.count()
+    total, rows = found
     table = Table(title=f"{job.name} quarantine", title_justify="left")
     for name in ("partition", "reason", "raw", "run_id", "attempt"):
         table.add_column(name, overflow="fold")
-    for row in rows.orderBy("partition", "reason", "raw").limit(args.limit).collect():
-        raw = row.raw if row.raw is None or len(row.raw) <= 120 else row.raw[:117] + "..."
-        table.add_row(str(row.partition), row.reason, raw, row.run_id, str(row.attempt))
+    for row in rows:
+        raw = row["raw"]
+        raw = raw if raw is None or len(raw) <= 120 else raw[:117] + "..."
+        table.add_row(str(row["partition"]), row["reason"], raw, row["run_id"], str(row["attempt"]))
     console.print(table)
     console.print(
         f"{total} quarantined record(s)" + (f", {args.limit} shown" if total > args.limit else "")
     )
     return 0
+
+
+def _quarantined(
+    config: Config, job: str, date: dt.date | None, limit: int
+) -> tuple[int, list[dict[str, Any]]] | None:
+    """How many records ``job``'s quarantine holds (of ``date``), and the first ``limit``;
+    None without a quarantine table. Through delta-rs, or else Spark."""
+    from framework import native
+
+    lakehouse = Lakehouse(config.lakehouse)
+    if native.enabled():
+        try:
+            return native.quarantined(lakehouse, job, date, limit)
+        except native.NativeUnavailable as why:
+            native.notice(why)
+    from framework.quarantine import quarantine_table
+    from framework.session import get_or_create_session
+
+    spark = get_or_create_session(config)
+    ref = quarantine_table(lakehouse, job)
+    if not ref.exists(spark):
+        return None
+    rows = ref.read(spark)
+    if date:
+        rows = rows.where(rows.partition == date)
+    shown = rows.orderBy("partition", "reason", "raw").limit(limit).collect()
+    return rows.count(), [row.asDict() for row in shown]
 
 
 COMMANDS = {

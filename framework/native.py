@@ -127,6 +127,26 @@ def recent_runs(lakehouse: Lakehouse, job: str, limit: int = 20) -> list[RunReco
     return [RunRecord(**{name: row.get(name) for name in names}) for row in rows or []]  # type: ignore[arg-type]
 
 
+def quarantined(
+    lakehouse: Lakehouse, job: str, partition: dt.date | None, limit: int
+) -> tuple[int, list[dict[str, object]]] | None:
+    """``job``'s quarantined records (of ``partition`` if given): how many, and the first
+    ``limit`` by partition, reason and raw text, as ``ninelives quarantine`` lists them;
+    None when the job has no quarantine table."""
+    table = f"quarantine_{job}"
+    where = f"WHERE \"partition\" = DATE '{partition.isoformat()}'" if partition else ""
+    counted = _rows(lakehouse, table, f"SELECT count(*) AS n FROM {table} {where}")
+    if counted is None:
+        return None
+    rows = _rows(
+        lakehouse,
+        table,
+        f'SELECT * FROM {table} {where} ORDER BY "partition" ASC NULLS FIRST, '
+        f"reason ASC NULLS FIRST, raw ASC NULLS FIRST LIMIT {int(limit)}",
+    )
+    return int(counted[0]["n"]), rows or []  # type: ignore[call-overload]
+
+
 def stale(
     lakehouse: Lakehouse,
     job: Job,

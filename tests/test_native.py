@@ -185,3 +185,21 @@ def test_a_rerun_with_nothing_to_do_needs_no_java_and_one_with_work_does(
     assert "ninelives:" not in nothing.stderr  # no notice of a fallback, no error
     assert cli([D1, D2, D3]).returncode != 0
     assert cli([D1, D2], NINELIVES_NATIVE="0").returncode != 0
+
+
+def test_the_quarantine_reads_the_same_after_a_forced_rerun_replaced_a_dates_rejects(
+    spark, sample_config, monkeypatch
+) -> None:
+    from framework.cli import _quarantined
+
+    lake = Lakehouse(sample_config.lakehouse)
+    run_job(spark, lake, ORDERS, RunRequest.for_dates([D1, D2, D3]))
+    run_job(spark, lake, ORDERS, RunRequest.for_dates([D2], force=True))
+    path = Path(str(lake.framework_table(f"quarantine_{ORDERS.name}").path))
+    assert len(commit_operations(path)) > 1  # the forced rerun rewrote D2's rejects
+    by_delta_rs = [_quarantined(sample_config, ORDERS.name, d, 1000) for d in (None, D2)]
+    monkeypatch.setenv(native.ENABLED_VARIABLE, "0")
+    by_spark = [_quarantined(sample_config, ORDERS.name, d, 1000) for d in (None, D2)]
+    assert by_delta_rs == by_spark
+    (total, rows), (on_d2, _) = by_spark  # type: ignore[misc]
+    assert 0 < on_d2 < total == len(rows) == len({(r["partition"], r["raw"]) for r in rows})
