@@ -1,18 +1,19 @@
-"""The control plane without a JVM (issue 17): the ledger read through delta-rs.
+"""The control plane without a JVM (issue 17): the framework's tables read by delta-rs.
 
-A run with nothing to do, and ``status``, need the ledger, a small Delta table, and a
-listing of the landing files; starting Spark for them costs seconds, delta-rs (the
-``deltalake`` package) opens the table in milliseconds. Its DataFusion query engine
-reads deletion vectors; the newest row of each (job, partition) is the same rule as
-:meth:`framework.ledger.Ledger.latest_frame`, in SQL.
+A run with nothing to do, ``status``, ``history``, ``quarantine`` and ``report`` need
+the ledger, the run history or the quarantine (small Delta tables) and a listing of the
+landing files; starting Spark for them costs seconds, delta-rs (the ``deltalake``
+package) opens a table in milliseconds. Its DataFusion query engine reads deletion
+vectors; the newest row of each (job, partition) is the same rule as
+:meth:`framework.ledger.Ledger.latest_frame`, in SQL, and rows come back as PySpark
+returns them (timestamps naive, on the local clock).
 
 This module only reads, and only path lakehouses (a catalog's three-part names go
 through Spark). It never guesses: whatever it cannot answer for certain (a catalog
 lakehouse, a table feature delta-rs refuses, any error of delta-rs, a source whose
-input has no fingerprint without Spark, a date in chunks whose count is in the
-target's log) raises :class:`NativeUnavailable`, and the caller goes through Spark
-after a one-line notice (:func:`notice`). ``NINELIVES_NATIVE=0`` always goes through
-Spark.
+input has no fingerprint without Spark) raises :class:`NativeUnavailable`, and the
+caller goes through Spark after a one-line notice (:func:`notice`).
+``NINELIVES_NATIVE=0`` always goes through Spark, without a notice.
 
 Example::
 

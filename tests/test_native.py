@@ -8,15 +8,21 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import random
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from framework import native
+from framework.cli import _quarantined
+from framework.config import LakehouseConfig
 from framework.history import HistoryObserver, RunHistory
 from framework.leases import this_host
 from framework.ledger import COMPLETE, FAILED, RUNNING, STATES, Ledger, PartitionState, utcnow
+from framework.ops_cli import _states
 from framework.runner import RunRequest, run_job, stale_partitions
 from framework.tables import Lakehouse
 from framework.unit import process_unit
@@ -109,8 +115,6 @@ def test_both_readers_report_the_same_states_through_a_ledgers_whole_life(
 def test_both_readers_agree_on_random_histories(spark, tmp_path) -> None:
     """Attempts, states and leases in a random order, a few per commit; an older attempt
     recorded after a newer one must not win, in either reader."""
-    from framework.config import LakehouseConfig
-
     lake = Lakehouse(LakehouseConfig(root=str(tmp_path / "lakehouse")))
     ledger = Ledger(spark, lake.framework_table("ledger"))
     rng = random.Random(17)
@@ -190,8 +194,6 @@ def test_a_rerun_with_nothing_to_do_needs_no_java_and_one_with_work_does(
 def test_the_quarantine_reads_the_same_after_a_forced_rerun_replaced_a_dates_rejects(
     spark, sample_config, monkeypatch
 ) -> None:
-    from framework.cli import _quarantined
-
     lake = Lakehouse(sample_config.lakehouse)
     run_job(spark, lake, ORDERS, RunRequest.for_dates([D1, D2, D3]))
     run_job(spark, lake, ORDERS, RunRequest.for_dates([D2], force=True))
@@ -203,3 +205,23 @@ def test_the_quarantine_reads_the_same_after_a_forced_rerun_replaced_a_dates_rej
     assert by_delta_rs == by_spark
     (total, rows), (on_d2, _) = by_spark  # type: ignore[misc]
     assert 0 < on_d2 < total == len(rows) == len({(r["partition"], r["raw"]) for r in rows})
+
+
+def test_a_ledger_delta_rs_cannot_read_is_never_guessed_at(spark, sample_config, capsys) -> None:
+    """A reader feature neither engine knows: delta-rs refuses, the command says so in one
+    line and asks Spark, which refuses too, naming the feature; no state is made up."""
+    lake = Lakehouse(sample_config.lakehouse)
+    run_job(spark, lake, ORDERS, RunRequest.for_dates([D1]))
+    log = Path(str(lake.framework_table("ledger").path)) / "_delta_log"
+    version = max(int(p.stem) for p in log.glob("*.json")) + 1
+    feature = "timeTravelToTheFuture"
+    protocol = {"minReaderVersion": 3, "minWriterVersion": 7}
+    protocol |= {"readerFeatures": [feature], "writerFeatures": [feature]}
+    (log / f"{version:020d}.json").write_text(json.dumps({"protocol": protocol}))
+
+    with pytest.raises(native.NativeUnavailable, match="could not be read without a JVM"):
+        native.ledger_states(lake, JOBS)
+    with pytest.raises(Exception, match=feature):
+        _states(sample_config, lake, ORDERS.name, ())
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("ninelives: ") and line.endswith("; reading it with Spark")
