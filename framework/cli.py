@@ -395,23 +395,22 @@ def _quarantined(
     from framework import native
 
     lakehouse = Lakehouse(config.lakehouse)
-    if native.enabled():
-        try:
-            return native.quarantined(lakehouse, job, date, limit)
-        except native.NativeUnavailable as why:
-            native.notice(why)
-    from framework.quarantine import quarantine_table
-    from framework.session import get_or_create_session
 
-    spark = get_or_create_session(config)
-    ref = quarantine_table(lakehouse, job)
-    if not ref.exists(spark):
-        return None
-    rows = ref.read(spark)
-    if date:
-        rows = rows.where(rows.partition == date)
-    shown = rows.orderBy("partition", "reason", "raw").limit(limit).collect()
-    return rows.count(), [row.asDict() for row in shown]
+    def by_spark() -> tuple[int, list[dict[str, Any]]] | None:
+        from framework.quarantine import quarantine_table
+        from framework.session import get_or_create_session
+
+        spark = get_or_create_session(config)
+        ref = quarantine_table(lakehouse, job)
+        if not ref.exists(spark):
+            return None
+        rows = ref.read(spark)
+        if date:
+            rows = rows.where(rows.partition == date)
+        shown = rows.orderBy("partition", "reason", "raw").limit(limit).collect()
+        return rows.count(), [row.asDict() for row in shown]
+
+    return native.or_spark(lambda: native.quarantined(lakehouse, job, date, limit), by_spark)
 
 
 COMMANDS = {

@@ -17,11 +17,10 @@ caller goes through Spark after a one-line notice (:func:`notice`).
 
 Example::
 
-    try:
-        states = ledger_states(lakehouse, ["orders_daily"])
-    except NativeUnavailable as why:
-        notice(why)
-        states = Ledger(spark, lakehouse.framework_table("ledger")).states("orders_daily")
+    states = or_spark(
+        lambda: ledger_states(lakehouse, ["orders_daily"]),
+        lambda: Ledger(spark, lakehouse.framework_table("ledger")).states("orders_daily"),
+    )
 """
 
 from __future__ import annotations
@@ -30,8 +29,9 @@ import dataclasses
 import datetime as dt
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TypeVar
 
 from framework.history import HISTORY_SCHEMA, RunRecord
 from framework.history import TABLE_NAME as HISTORY_TABLE
@@ -41,6 +41,7 @@ from framework.runner import Plan, RunRequest, plan_partitions, stale_among, wat
 from framework.tables import Lakehouse
 
 ENABLED_VARIABLE = "NINELIVES_NATIVE"
+T = TypeVar("T")
 
 
 class NativeUnavailable(Exception):
@@ -55,6 +56,17 @@ def enabled() -> bool:
 def notice(why: NativeUnavailable) -> None:
     """The one line a fallback to Spark prints on stderr."""
     print(f"ninelives: {why}; reading it with Spark", file=sys.stderr)
+
+
+def or_spark(by_delta_rs: Callable[[], T], by_spark: Callable[[], T]) -> T:
+    """``by_delta_rs()``; ``by_spark()`` instead when it cannot answer (after the notice)
+    or when :func:`enabled` is false."""
+    if enabled():
+        try:
+            return by_delta_rs()
+        except NativeUnavailable as why:
+            notice(why)
+    return by_spark()
 
 
 def _quoted(text: str) -> str:

@@ -326,14 +326,12 @@ def _states(
     config: Config, lakehouse: Lakehouse, job: str, upstream: tuple[str, ...]
 ) -> tuple[dict[dt.date, PartitionState], dict[str, dict[dt.date, PartitionState]]]:
     """The job's and its upstream jobs' states, through delta-rs or else Spark."""
-    every = None
-    if native.enabled():
-        try:
-            every = native.ledger_states(lakehouse, [job, *upstream])
-        except native.NativeUnavailable as why:
-            native.notice(why)
-    if every is None:
-        every = Ledger(_session(config), lakehouse.framework_table("ledger")).states(job, *upstream)
+    every = native.or_spark(
+        lambda: native.ledger_states(lakehouse, [job, *upstream]),
+        lambda: Ledger(_session(config), lakehouse.framework_table("ledger")).states(
+            job, *upstream
+        ),
+    )
     return every[job], {name: every[name] for name in upstream if name != job}
 
 
@@ -343,19 +341,18 @@ def _session(config: Config) -> SparkSession:
     return get_or_create_session(config)
 
 
-def _status_without_jvm(
-    lakehouse: Lakehouse, job: Job, dates: list[dt.date] | None
-) -> tuple[
+_Status = tuple[
     dict[dt.date, PartitionState],
     dict[str, dict[dt.date, PartitionState]],
     list[dt.date],
     frozenset[dt.date],
-]:
+]
+
+
+def _status_without_jvm(lakehouse: Lakehouse, job: Job, dates: list[dt.date] | None) -> _Status:
     """What ``status`` shows, read through delta-rs: the job's states, its upstream
     jobs', the dates and the stale ones. A date in chunks that is not complete has its
     count in the target's log, which only Spark reads here."""
-    if not native.enabled():
-        raise native.NativeUnavailable(f"{native.ENABLED_VARIABLE}=0")
     every = native.ledger_states(lakehouse, [job.name, *job.depends_on])
     states = every[job.name]
     if any(s.manifest is not None and s.state != COMPLETE for s in states.values()):
@@ -366,15 +363,25 @@ def _status_without_jvm(
     return states, upstream, dates, native.stale(lakehouse, job, states, dates)
 
 
+def _status_by_spark(
+    spark: SparkSession, lakehouse: Lakehouse, job: Job, dates: list[dt.date] | None
+) -> _Status:
+    """:func:`_status_without_jvm` through Spark, chunk counts from the target's log."""
+    every = Ledger(spark, lakehouse.framework_table("ledger")).states(job.name, *job.depends_on)
+    states = with_chunks_committed(spark, lakehouse, job, every[job.name])
+    upstream = {name: every[name] for name in job.depends_on if name != job.name}
+    if dates is None:
+        dates = date_range(min(states), max(states)) if states else []
+    return states, upstream, dates, stale_partitions(spark, lakehouse, job, states, dates)
+
+
 def _recent_runs(config: Config, job: str, limit: int) -> list[RunRecord]:
     """The run history's newest rows, through delta-rs or else Spark."""
     lakehouse = Lakehouse(config.lakehouse)
-    if native.enabled():
-        try:
-            return native.recent_runs(lakehouse, job, limit)
-        except native.NativeUnavailable as why:
-            native.notice(why)
-    return RunHistory.of(_session(config), lakehouse).recent(job, limit)
+    return native.or_spark(
+        lambda: native.recent_runs(lakehouse, job, limit),
+        lambda: RunHistory.of(_session(config), lakehouse).recent(job, limit),
+    )
 
 
 def cmd_status(args: argparse.Namespace, config: Config, console: Console) -> int:
@@ -384,18 +391,10 @@ def cmd_status(args: argparse.Namespace, config: Config, console: Console) -> in
     job = get_job(args.job)
     dates = requested_dates(args, required=False)
     lakehouse = Lakehouse(config.lakehouse)
-    try:
-        states, upstream, dates, stale = _status_without_jvm(lakehouse, job, dates)
-    except native.NativeUnavailable as why:
-        if native.enabled():
-            native.notice(why)
-        spark = _session(config)
-        every = Ledger(spark, lakehouse.framework_table("ledger")).states(job.name, *job.depends_on)
-        states = with_chunks_committed(spark, lakehouse, job, every[job.name])
-        upstream = {name: every[name] for name in job.depends_on if name != job.name}
-        if dates is None:
-            dates = date_range(min(states), max(states)) if states else []
-        stale = stale_partitions(spark, lakehouse, job, states, dates)
+    states, upstream, dates, stale = native.or_spark(
+        lambda: _status_without_jvm(lakehouse, job, dates),
+        lambda: _status_by_spark(_session(config), lakehouse, job, dates),
+    )
     if job.watermark_start is not None and not getattr(args, "json", False):
         console.print(
             f"{job.name} watermark: {watermark(job, states)} (windows before it are complete; "

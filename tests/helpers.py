@@ -1,13 +1,18 @@
-"""Shared test helpers: reading tables and comparing them without audit columns."""
+"""Shared test helpers: reading tables and comparing them without audit columns, and
+ledger states of runners that are alive or dead."""
 
 from __future__ import annotations
 
+import datetime as dt
+import subprocess
 from pathlib import Path
 
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 
 from framework.config import Config
+from framework.leases import this_host
+from framework.ledger import RUNNING, PartitionState, utcnow
 from framework.sinks import AUDIT_COLUMNS
 from framework.tables import Lakehouse
 
@@ -64,3 +69,36 @@ def assert_same_rows(actual: DataFrame, expected: DataFrame) -> None:
 def delta_versions(path: Path) -> int:
     """Number of commits in a Delta table's log (no Spark needed)."""
     return len(list((path / "_delta_log").glob("*.json")))
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited: a dead runner's."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def running(
+    partition: dt.date,
+    pid: int,
+    *,
+    host: str | None = None,
+    expires_in: float = 600,
+    attempt: int = 1,
+    run_id: str = "other-run",
+    job: str = "orders_daily",
+) -> PartitionState:
+    """A ``running`` claim of ``job``'s ``partition`` by ``pid`` on ``host`` (this one),
+    its lease expiring in ``expires_in`` seconds."""
+    now = utcnow()
+    return PartitionState(
+        job,
+        partition,
+        attempt,
+        RUNNING,
+        run_id,
+        host=host or this_host(),
+        pid=pid,
+        lease_expires_at=now + dt.timedelta(seconds=expires_in),
+        started_at=now,
+    )

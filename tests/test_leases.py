@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from framework.leases import held_message, this_host
-from framework.ledger import COMPLETE, FAILED, RUNNING, Ledger, PartitionState, utcnow
+from framework.ledger import COMPLETE, FAILED, Ledger, PartitionState
 from framework.runner import RunRequest, reconcile, run_job
 from framework.tables import Lakehouse
 from framework.unit import process_unit
 from jobs.orders_daily import JOB as ORDERS
-from tests.helpers import delta_versions
+from tests.helpers import dead_pid, delta_versions, running
 
 D1, D2, D3 = dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)
 
@@ -25,35 +25,6 @@ def ledger_of(config) -> Ledger:
 
     spark = get_or_create_session(config)  # the test session, which is active
     return Ledger(spark, Lakehouse(config.lakehouse).framework_table("ledger"))
-
-
-def dead_pid() -> int:
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    return proc.pid
-
-
-def running(
-    partition: dt.date,
-    pid: int,
-    *,
-    host: str | None = None,
-    expires_in: float = 600,
-    attempt: int = 1,
-    run_id: str = "other-run",
-) -> PartitionState:
-    now = utcnow()
-    return PartitionState(
-        ORDERS.name,
-        partition,
-        attempt,
-        RUNNING,
-        run_id,
-        host=host or this_host(),
-        pid=pid,
-        lease_expires_at=now + dt.timedelta(seconds=expires_in),
-        started_at=now,
-    )
 
 
 @pytest.fixture

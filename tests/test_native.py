@@ -2,7 +2,7 @@
 and must report the same states, through a ledger's whole life (claims, lease
 renewals, failures, retries, healing, work units, chunk progress, compaction, many
 versions past Delta checkpoints) and through random histories; a rerun with nothing to
-do answers from delta-rs alone, with no Java on the machine at all."""
+do answers from delta-rs alone, with JAVA_HOME pointing nowhere."""
 
 from __future__ import annotations
 
@@ -20,8 +20,7 @@ from framework import native
 from framework.cli import _quarantined
 from framework.config import LakehouseConfig
 from framework.history import HistoryObserver, RunHistory
-from framework.leases import this_host
-from framework.ledger import COMPLETE, FAILED, RUNNING, STATES, Ledger, PartitionState, utcnow
+from framework.ledger import COMPLETE, FAILED, STATES, Ledger, PartitionState, utcnow
 from framework.ops_cli import _states
 from framework.runner import RunRequest, run_job, stale_partitions
 from framework.tables import Lakehouse
@@ -29,31 +28,14 @@ from framework.unit import process_unit
 from jobs.orders_daily import JOB as ORDERS
 from jobs.revenue_daily import JOB as REVENUE
 from tests.crashkit import REPO, child_env, commit_operations, new_lake, run_args
+from tests.helpers import dead_pid, running
 
 D1, D2, D3, MISSING = (dt.date(2024, 1, d) for d in (1, 2, 3, 4))
 JOBS = (ORDERS.name, REVENUE.name)
 
 
-def dead_pid() -> int:
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    return proc.pid
-
-
 def claim(partition: dt.date, attempt: int, *, pid: int, run_id: str, unit: int) -> PartitionState:
-    now = utcnow()
-    return PartitionState(
-        ORDERS.name,
-        partition,
-        attempt,
-        RUNNING,
-        run_id,
-        host=this_host(),
-        pid=pid,
-        unit=unit,
-        lease_expires_at=now + dt.timedelta(minutes=10),
-        started_at=now,
-    )
+    return dataclasses.replace(running(partition, pid, attempt=attempt, run_id=run_id), unit=unit)
 
 
 def test_both_readers_report_the_same_states_through_a_ledgers_whole_life(

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import subprocess
 
 from rich.console import Console
 
 from framework.leases import this_host
 from framework.ledger import COMPLETE, FAILED, RUNNING, PartitionState, utcnow
 from framework.report import dates_text, error_hint, plan_recovery, print_status
+from tests.helpers import dead_pid
 
 D = [dt.date(2024, 3, d) for d in range(1, 8)]
 NOW = utcnow()
@@ -22,12 +22,6 @@ NOW = utcnow()
 def state(day: dt.date, name: str, **fields) -> PartitionState:
     values = {"run_id": "r1", "host": this_host(), "pid": 1, "attempt": 1, **fields}
     return PartitionState("orders_daily", day, state=name, **values)
-
-
-def dead_pid() -> int:
-    child = subprocess.Popen(["true"])
-    child.wait()
-    return child.pid
 
 
 def test_dead_runner_lease_is_taken_over_and_live_one_is_waited_for() -> None:
