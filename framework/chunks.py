@@ -253,7 +253,7 @@ def drop_duplicates(
     One aggregation counts the rows and the 64-bit hashes of their keys held twice at
     once (distinct hashes mean distinct keys; grouping by a long, not a 64-character
     key, takes a third less time at 10M rows); only rows whose hash is held twice are
-    grouped by key. A row is named by its key, row hash and ``_processed_at``, one
+    ranked by key. A row is named by its key, row hash and ``_processed_at``, one
     instant per chunk's write."""
     pc = job.partition_column
     rows = ref.read(spark).where(F.col(pc) == F.lit(partition))
@@ -266,17 +266,14 @@ def drop_duplicates(
     assert held is not None  # a global aggregation has one row
     if held["twice"] == 0:
         return int(held["rows"])
-    suspects = hashed.join(per_hash.where(F.col("count") > 1), "_key_hash", "left_semi")
-    twice = (
-        suspects.groupBy(KEY_COLUMN).count().where(F.col("count") > 1).select(KEY_COLUMN)
-    ).localCheckpoint()
     order = [F.col(c).desc_nulls_last() for c in job.order_by]
     window = Window.partitionBy(KEY_COLUMN).orderBy(
         *order, F.col(ROW_HASH_COLUMN).desc(), F.col(PROCESSED_AT_COLUMN).desc()
     )
     who = (pc, KEY_COLUMN, ROW_HASH_COLUMN, PROCESSED_AT_COLUMN)
+    # Ranked by key among the rows whose hash is held twice: a key held once ranks 1.
     losers = (
-        rows.join(twice, KEY_COLUMN, "left_semi")
+        hashed.join(per_hash.where(F.col("count") > 1), "_key_hash", "left_semi")
         .withColumn("_rank", F.row_number().over(window))
         .where(F.col("_rank") > 1)
         .select(*who)

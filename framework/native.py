@@ -37,7 +37,7 @@ from framework.history import HISTORY_SCHEMA, RunRecord
 from framework.history import TABLE_NAME as HISTORY_TABLE
 from framework.job import Job
 from framework.ledger import COMPLETE, LEDGER_SCHEMA, PartitionState
-from framework.runner import Plan, RunRequest, plan_partitions, stale_among, watermark_windows
+from framework.runner import Plan, RunRequest, plan_request, stale_among, watermark_windows
 from framework.tables import Lakehouse
 
 ENABLED_VARIABLE = "NINELIVES_NATIVE"
@@ -192,13 +192,5 @@ def plan(
     states = ledger_states(lakehouse, [job.name])[job.name]
     if job.watermark_start is not None:
         request = dataclasses.replace(request, partitions=watermark_windows(job, states, request))
-    wanted = request.include_stale and not request.force
-    planned = plan_partitions(
-        request.partitions,
-        states,
-        force=request.force,
-        only_failed=request.only_failed,
-        lookback_days=job.lookback_days,
-        stale=stale(lakehouse, job, states, request.partitions) if wanted else frozenset(),
-    )
+    planned = plan_request(job, request, states, lambda dates: stale(lakehouse, job, states, dates))
     return planned, states

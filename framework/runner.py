@@ -24,9 +24,9 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
+import logging
 import os
 import random
 import threading
@@ -50,7 +50,7 @@ from framework.errors import (
     UsageError,
     delta_conflicts,
 )
-from framework.failures import root_cause
+from framework.failures import describe, root_cause
 from framework.job import Job
 from framework.leases import LeaseRenewer, is_held, this_host
 from framework.ledger import COMPLETE, FAILED, RUNNING, Ledger, PartitionState, utcnow
@@ -59,6 +59,8 @@ from framework.session import driver_alive, jvm_fatal_error
 from framework.sinks import CommitResult, find_commits
 from framework.tables import Lakehouse, TableRef
 from framework.unit import complete_from_commit, process_unit
+
+log = logging.getLogger(__name__)
 
 
 def new_run_id() -> str:
@@ -302,14 +304,26 @@ def run_job(
             all_states = ledger.states(job.name, *job.depends_on)
             plan = _plan(spark, lakehouse, job, request, all_states[job.name])
     if report.results or report.healed:  # a run with nothing to do commits nothing
-        with contextlib.suppress(*delta_conflicts()):  # housekeeping: the next run compacts
-            ledger.compact(job.name)
+        _compact(ledger, job.name)
     done = {s.partition for s in [*report.results, *report.healed]}
     report.held = {p: s for p, s in held.items() if p not in done}
     report.finished_at = utcnow()
     for observer in observers:
         observer.run_finished(report)
     return report
+
+
+def _compact(ledger: Ledger, job: str) -> None:
+    """Housekeeping once the run's partitions are recorded: its failure fails no
+    partition and no run; it is one warning line, and the next run compacts."""
+    try:
+        ledger.compact(job)
+    except delta_conflicts():
+        pass  # another writer's commit came first: nothing is wrong
+    except Exception as error:
+        log.warning(
+            "ninelives: compacting the ledger failed (%s); the next run retries", describe(error)
+        )
 
 
 def _plan(
@@ -319,18 +333,27 @@ def _plan(
     request: RunRequest,
     states: dict[dt.date, PartitionState],
 ) -> Plan:
-    stale = (
-        stale_partitions(spark, lakehouse, job, states, request.partitions)
-        if request.include_stale and not request.force
-        else frozenset()
+    return plan_request(
+        job, request, states, lambda dates: stale_partitions(spark, lakehouse, job, states, dates)
     )
+
+
+def plan_request(
+    job: Job,
+    request: RunRequest,
+    states: dict[dt.date, PartitionState],
+    stale_of: Callable[[Iterable[dt.date]], frozenset[dt.date]],
+) -> Plan:
+    """``request``'s plan over the job's ``states``; ``stale_of`` tells the stale dates
+    among the requested ones (asked only with ``include_stale``, and not when forced)."""
+    wanted = request.include_stale and not request.force
     return plan_partitions(
         request.partitions,
         states,
         force=request.force,
         only_failed=request.only_failed,
         lookback_days=job.lookback_days,
-        stale=stale,
+        stale=stale_of(request.partitions) if wanted else frozenset(),
     )
 
 
