@@ -1,7 +1,7 @@
 """The same night's work without ninelives, for ``bench/bench.py`` to compare against.
 
 Each mode is run by the benchmark as its own child process, with the session built
-from the same TOML config as the ``ninelives`` runs (``framework.session.
+from the same TOML config as the ``ninelives`` runs (``framework.lake.session.
 local_session_builder``: same master, shuffle partitions, driver memory, Delta jars)::
 
     python bench/baselines.py bare  --conf C --target T --from D --to D
@@ -50,11 +50,11 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from framework.config import load_config
-from framework.keys import KEY_COLUMN, ROW_HASH_COLUMN, with_key, with_row_hash
-from framework.session import local_session_builder
-from jobs.landing import ORDERS_FOLDER, raw_order_schema
-from jobs.orders_daily import JOB, normalise_orders
+from framework.core.config import load_config
+from framework.core.keys import KEY_COLUMN, ROW_HASH_COLUMN, with_key, with_row_hash
+from framework.lake.session import local_session_builder
+from jobs.landing import ORDERS_FOLDER
+from jobs.orders_daily import JOB, normalise_orders, raw_order_schema
 
 CORRUPT = "_corrupt_record"
 PARTITION_COLUMN = JOB.partition_column
@@ -118,7 +118,7 @@ def day_path(root: str, day: dt.date) -> str:
 
 def ensure_table(spark: SparkSession, target: str, df: DataFrame) -> None:
     """Create the target as ninelives' first write does: partitioned by the date, with
-    ``framework.sinks.TABLE_PROPERTIES`` (deletion vectors on)."""
+    ``framework.lake.sinks.TABLE_PROPERTIES`` (deletion vectors on)."""
     if not DeltaTable.isDeltaTable(spark, target):
         (
             DeltaTable.createIfNotExists(spark)
@@ -133,7 +133,7 @@ def ensure_table(spark: SparkSession, target: str, df: DataFrame) -> None:
 def merge_day(
     spark: SparkSession, target: str, df: DataFrame, day: dt.date, *, nmbs: bool = False
 ) -> None:
-    """The write of ``framework.sinks.MergeSink``, hand-written (``nmbs``: the old MERGE).
+    """The write of ``framework.lake.sinks.MergeSink``, hand-written (``nmbs``: the old MERGE).
 
     Like MergeSink: the partition's ``replaceWhere`` overwrite when the target has no
     file of it, else the MERGE."""
@@ -245,9 +245,9 @@ def inspect(args: argparse.Namespace) -> None:
         assert row is not None
         result["tables"][path] = {"rows": row["rows"], "distinct_keys": row["keys"]}  # type: ignore[index]
     for root in args.ledger:
-        from framework.config import LakehouseConfig
-        from framework.ledger import Ledger
-        from framework.tables import Lakehouse
+        from framework.core.config import LakehouseConfig
+        from framework.lake.tables import Lakehouse
+        from framework.state.ledger import Ledger
 
         lake = Lakehouse(LakehouseConfig(root=root))
         states = Ledger(spark, lake.framework_table("ledger")).states(JOB.name)[JOB.name]

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.bench import PYTHON, RESULTS, Measured, child_env, machine, run_child
-from framework.chunks import cut
-from framework.config import parse_size
+from framework.core.config import parse_size
+from framework.engine.chunks import cut
 
 JOB = "orders_daily"
 DATE = dt.date(2024, 1, 1)
@@ -116,10 +116,10 @@ def agreement(work: Path, names: list[str]) -> dict[str, Any]:
     hash checksum, read in one Spark session."""
     from pyspark.sql import functions as F
 
-    from framework.config import load_config
-    from framework.ledger import Ledger
-    from framework.session import get_or_create_session
-    from framework.tables import Lakehouse
+    from framework.core.config import load_config
+    from framework.lake.session import get_or_create_session
+    from framework.lake.tables import Lakehouse
+    from framework.state.ledger import Ledger
 
     spark = get_or_create_session(load_config())
     found: dict[str, Any] = {}

@@ -52,9 +52,9 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from framework.config import SparkConfig
-from framework.runner import RunRequest, run_job
-from framework.session import local_session_builder
+from framework.core.config import SparkConfig
+from framework.engine.runner import RunRequest, run_job
+from framework.lake.session import local_session_builder
 from jobs.landing import sample_dates, seed_orders
 from jobs.orders_daily import JOB
 from tests.crashkit import (

@@ -13,7 +13,6 @@ Example (a notebook cell)::
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import io
 from typing import Protocol
@@ -22,14 +21,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructType
 from rich.console import Console
 
-from framework.cli import parse_date
-from framework.config import Config, load_config
-from framework.errors import PartitionError, UsageError
-from framework.ledger import COUNT_FIELDS, LEDGER_SCHEMA, Ledger
-from framework.registry import get_job
-from framework.report import date_range, print_status
-from framework.runner import RunReport, RunRequest, run_job
-from framework.tables import Lakehouse
+from framework.core.config import Config, load_config
+from framework.core.dates import date_range, parse_date, requested_dates
+from framework.core.errors import PartitionError, UsageError
+from framework.engine.registry import get_job
+from framework.engine.runner import RunReport, RunRequest, run_job
+from framework.lake.tables import Lakehouse
+from framework.ops.report import print_status
+from framework.state.ledger import COUNT_FIELDS, LEDGER_SCHEMA, Ledger
 
 MODES = ("run", "force", "only-failed")
 
@@ -50,26 +49,15 @@ def _date(widgets: Widgets, name: str) -> dt.date | None:
         return None
     try:
         return parse_date(text)
-    except argparse.ArgumentTypeError as error:
+    except ValueError as error:
         raise UsageError(f"widget {name}: {error}") from None
 
 
 def widget_dates(widgets: Widgets, *, required: bool = True) -> list[dt.date]:
     """``date``, or ``from`` and ``to``; empty when not required and none given."""
+    names = ("the date widget", "the from widget", "the to widget")
     one, start, end = _date(widgets, "date"), _date(widgets, "from"), _date(widgets, "to")
-    if one and (start or end):
-        raise UsageError("fill either the date widget or the from/to widgets, not both")
-    if one:
-        return [one]
-    if bool(start) != bool(end):
-        raise UsageError("the from and to widgets go together")
-    if start and end:
-        if start > end:
-            raise UsageError(f"from {start} is after to {end}")
-        return date_range(start, end)
-    if required:
-        raise UsageError("fill the date widget, or the from and to widgets")
-    return []
+    return requested_dates(one, start, end, required=required, names=names) or []
 
 
 def run_from_widgets(spark: SparkSession, widgets: Widgets) -> RunReport:

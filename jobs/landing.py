@@ -24,58 +24,22 @@ from __future__ import annotations
 import argparse
 import datetime
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import DecimalType, StringType, StructField, StructType
+from pyspark.sql.types import DecimalType
+from rich.console import Console
 
-from framework.config import load_config
-from framework.session import get_or_create_session
+from framework.cli.args import Commands, positive
+from framework.core.config import Config
+from framework.lake.session import get_or_create_session
+from framework.lake.tables import Lakehouse
 
 SAMPLE_START = datetime.date(2024, 1, 1)
-
-RAW_ORDER_SCHEMA = StructType(
-    [
-        StructField("source_id", StringType()),
-        StructField("order_date", StringType()),
-        StructField("event_type", StringType()),
-        StructField("event_ts", StringType()),
-        StructField("customer_id", StringType()),
-        StructField("amount", DecimalType(12, 2)),
-        StructField("currency", StringType()),
-        StructField("ingested_at", StringType()),
-    ]
-)
-"""The schema a reader applies to the landing JSON lines.
-
-Timestamps stay strings: parsing them (offsets, the ``Z``) is the job's business, and
-a reader that parsed them here would silently null out a bad one instead of
-quarantining it. ``StructType.add`` mutates in place, and even
-``StructType(RAW_ORDER_SCHEMA.fields)`` shares the field list, so a reader that needs
-a corrupt-record column should take :func:`raw_order_schema` instead of adding to
-this shared object.
-"""
-
-
-def raw_order_schema(corrupt_record_column: str | None = None) -> StructType:
-    """A fresh copy of :data:`RAW_ORDER_SCHEMA`, optionally with a string column for
-    ``columnNameOfCorruptRecord``.
-
-    Example::
-
-        spark.read.schema(raw_order_schema("_corrupt_record"))
-            .option("mode", "PERMISSIVE")
-            .option("columnNameOfCorruptRecord", "_corrupt_record")
-            .json(report.path)
-    """
-    schema = StructType(list(RAW_ORDER_SCHEMA.fields))
-    if corrupt_record_column is not None:
-        schema = schema.add(corrupt_record_column, StringType())
-    return schema
-
 
 ORDERS_FOLDER = "orders"
 EVENTS_PER_ORDER = 3
@@ -426,27 +390,29 @@ def _clock(date: Column, ms_of_day: Column, suffix: Column) -> Column:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> SeedReport:
-    """Command line: ``python -m jobs.landing --landing-root DIR [--days N] ...``."""
-    parser = argparse.ArgumentParser(description="Seed sample landing data for orders_daily.")
-    parser.add_argument("--landing-root", required=True)
-    parser.add_argument("--days", type=int, default=7)
-    parser.add_argument("--rows-per-day", type=int, default=1000)
-    parser.add_argument("--start", type=datetime.date.fromisoformat, default=SAMPLE_START)
-    parser.add_argument("--seed", type=int, default=42)
-    args = parser.parse_args(argv)
-    spark = get_or_create_session(load_config())
-    report = seed_orders(
-        spark,
-        args.landing_root,
-        days=args.days,
-        rows_per_day=args.rows_per_day,
-        start=args.start,
-        seed=args.seed,
+def register(commands: Commands, common: argparse.ArgumentParser) -> None:
+    """``ninelives seed``: the example jobs' command (entry point group
+    ``ninelives.commands``), which writes this module's sample landing data."""
+    seed = commands.add_parser("seed", parents=[common], help="write sample landing data")
+    seed.add_argument("--days", type=positive, default=7)
+    seed.add_argument("--rows-per-day", type=positive, default=1000)
+    seed.add_argument("--seed", type=int, default=42)
+    seed.add_argument("--if-absent", action="store_true", help="do nothing if data exists")
+    seed.set_defaults(handler=cmd_seed)
+
+
+def cmd_seed(args: argparse.Namespace, config: Config, console: Console) -> int:
+    lakehouse = Lakehouse(config.lakehouse)
+    root = lakehouse.landing_path()
+    if args.if_absent and os.path.isdir(lakehouse.landing_path(ORDERS_FOLDER)):
+        console.print(f"sample landing data already present under {root}")
+        return 0
+    spark = get_or_create_session(config)
+    seeded = seed_orders(
+        spark, root, days=args.days, rows_per_day=args.rows_per_day, seed=args.seed
     )
-    print(report)
-    return report
-
-
-if __name__ == "__main__":
-    main()
+    console.print(
+        f"seeded {seeded.lines_written:,} lines ({seeded.duplicate_lines:,} re-delivered, "
+        f"{seeded.malformed_lines:,} malformed) over {seeded.days} days under {seeded.path}"
+    )
+    return 0

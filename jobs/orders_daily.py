@@ -20,15 +20,55 @@ from collections.abc import Sequence
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import DecimalType, StringType, StructField, StructType
 
-from framework.expectations import accepted_values, in_range, matches, not_null
-from framework.job import Job
-from framework.sinks import MergeSink
-from framework.sources import JsonLinesSource
-from jobs.landing import RAW_ORDER_SCHEMA
+from framework.core.expectations import accepted_values, in_range, matches, not_null
+from framework.engine.job import Job
+from framework.lake.sinks import MergeSink
+from framework.lake.sources import JsonLinesSource
 
 EVENT_TYPES = ("created", "paid", "shipped", "cancelled")
 CURRENCIES = ("EUR", "USD", "GBP")
+
+
+RAW_ORDER_SCHEMA = StructType(
+    [
+        StructField("source_id", StringType()),
+        StructField("order_date", StringType()),
+        StructField("event_type", StringType()),
+        StructField("event_ts", StringType()),
+        StructField("customer_id", StringType()),
+        StructField("amount", DecimalType(12, 2)),
+        StructField("currency", StringType()),
+        StructField("ingested_at", StringType()),
+    ]
+)
+"""The schema of the landing JSON lines this job reads (``jobs.landing`` writes them).
+
+Timestamps stay strings: parsing them (offsets, the ``Z``) is the job's business, and
+a reader that parsed them here would silently null out a bad one instead of
+quarantining it. ``StructType.add`` mutates in place, and even
+``StructType(RAW_ORDER_SCHEMA.fields)`` shares the field list, so a reader that needs
+a corrupt-record column should take :func:`raw_order_schema` instead of adding to
+this shared object.
+"""
+
+
+def raw_order_schema(corrupt_record_column: str | None = None) -> StructType:
+    """A fresh copy of :data:`RAW_ORDER_SCHEMA`, optionally with a string column for
+    ``columnNameOfCorruptRecord``.
+
+    Example::
+
+        spark.read.schema(raw_order_schema("_corrupt_record"))
+            .option("mode", "PERMISSIVE")
+            .option("columnNameOfCorruptRecord", "_corrupt_record")
+            .json(report.path)
+    """
+    schema = StructType(list(RAW_ORDER_SCHEMA.fields))
+    if corrupt_record_column is not None:
+        schema = schema.add(corrupt_record_column, StringType())
+    return schema
 
 
 def normalise_orders(df: DataFrame) -> DataFrame:

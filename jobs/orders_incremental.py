@@ -18,7 +18,7 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 
-from framework.sinks import MergeSink
+from framework.lake.sinks import MergeSink
 from jobs.landing import SAMPLE_START
 from jobs.orders_daily import JOB as ORDERS_DAILY
 

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from framework.job import Job
-from framework.sinks import ReplaceSink
-from framework.sources import DeltaSource
+from framework.engine.job import Job
+from framework.lake.sinks import ReplaceSink
+from framework.lake.sources import DeltaSource
 
 
 def revenue_by_currency(orders: DataFrame) -> DataFrame:

@@ -14,7 +14,7 @@ dbutils.widgets.text("lakehouse", "", "Local lakehouse root (local runs only)")
 
 # COMMAND ----------
 
-from framework.notebook import raise_for_status, reprocess_from_widgets, report_frame
+from framework.notebook import raise_for_status, report_frame, reprocess_from_widgets
 
 report = reprocess_from_widgets(spark, dbutils.widgets)
 

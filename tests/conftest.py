@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from framework.config import Config, SparkConfig
-from framework.session import DRIVER_JAVA_OPTIONS, local_session_builder
+from framework.core.config import Config, SparkConfig
+from framework.lake.session import DRIVER_JAVA_OPTIONS, local_session_builder
 from tests.helpers import TEST_JAVA_OPTIONS, TINY_DATA_CONFS
 
 # Tests talk to nothing but this machine.

@@ -4,7 +4,7 @@ Every child is the real command line, ``python -m framework.cli run <job> ...``,
 started in a new session, so that it leads its own process group: the driver, its JVM
 and its Python workers. A crash is ``os.killpg(<group>, SIGKILL)``, either from outside
 (:meth:`Child.kill`) or from inside at a named crash point (``NINELIVES_CRASH_AT``,
-:mod:`framework.crashpoints`). Nothing is mocked and no exception stands in for a crash.
+:mod:`framework.core.crashpoints`). Nothing is mocked and no exception stands in for a crash.
 
 After a kill the kit checks that no live process is left in the group: a surviving JVM
 would be a zombie writer racing the rerun, and the rerun would prove nothing.
@@ -43,12 +43,12 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from framework.config import Config, LakehouseConfig, load_config
-from framework.job import Job
-from framework.keys import KEY_COLUMN
-from framework.ledger import COMPLETE, Ledger, PartitionState
-from framework.runner import RunObserver, RunReport, RunRequest, run_job, watermark
-from framework.tables import Lakehouse
+from framework.core.config import Config, LakehouseConfig, load_config
+from framework.core.keys import KEY_COLUMN
+from framework.engine.job import Job
+from framework.engine.runner import RunObserver, RunReport, RunRequest, run_job, watermark
+from framework.lake.tables import Lakehouse
+from framework.state.ledger import COMPLETE, Ledger, PartitionState
 from jobs.orders_daily import JOB as ORDERS_DAILY
 from tests.helpers import TINY_DATA_CONFS, assert_same_rows, without_audit
 

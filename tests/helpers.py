@@ -10,11 +10,11 @@ from pathlib import Path
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 
-from framework.config import Config
-from framework.leases import this_host
-from framework.ledger import RUNNING, PartitionState, utcnow
-from framework.sinks import AUDIT_COLUMNS
-from framework.tables import Lakehouse
+from framework.core.config import Config
+from framework.lake.sinks import AUDIT_COLUMNS
+from framework.lake.tables import Lakehouse
+from framework.state.leases import this_host
+from framework.state.ledger import RUNNING, PartitionState, utcnow
 
 # Tests move a few hundred rows, so Spark's per-query machinery costs more than the
 # data. Each setting below changes how fast a query of that size runs, never what it

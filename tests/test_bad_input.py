@@ -13,15 +13,15 @@ import pytest
 from pyspark.sql import functions as F
 
 from framework.cli import main
-from framework.config import Config
-from framework.errors import InvalidNameError
-from framework.expectations import in_range, sql_rule
-from framework.job import Job
-from framework.ledger import COMPLETE, FAILED, Ledger, PartitionState
-from framework.quarantine import quarantine_table
-from framework.runner import RunRequest, run_job
-from framework.sinks import MergeSink
-from framework.tables import Lakehouse
+from framework.core.config import Config
+from framework.core.errors import InvalidNameError
+from framework.core.expectations import in_range, sql_rule
+from framework.engine.job import Job
+from framework.engine.runner import RunRequest, run_job
+from framework.lake.quarantine import quarantine_table
+from framework.lake.sinks import MergeSink
+from framework.lake.tables import Lakehouse
+from framework.state.ledger import COMPLETE, FAILED, Ledger, PartitionState
 from jobs.orders_daily import JOB as ORDERS
 
 D, D2 = dt.date(2024, 1, 15), dt.date(2024, 1, 16)

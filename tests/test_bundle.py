@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from framework.cli import build_parser
-from framework.config import tomllib
-from framework.registry import job_names
+from framework.core.config import tomllib
+from framework.engine.registry import job_names
 
 ROOT = Path(__file__).resolve().parents[1]
 

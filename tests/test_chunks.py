@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from framework.chunks import Manifest, cut, resumable
 from framework.cli import main
-from framework.ledger import COMPLETE, FAILED, RUNNING, PartitionState
-from framework.runner import RunReport, RunRequest, run_job, stale_partitions
-from framework.sources import InputFile
+from framework.engine.chunks import Manifest, cut, resumable
+from framework.engine.runner import RunReport, RunRequest, run_job, stale_partitions
+from framework.lake.sources import InputFile
+from framework.state.ledger import COMPLETE, FAILED, RUNNING, PartitionState
 from jobs.landing import seed_orders
 from tests.crashkit import (
     KILLED,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from framework.cli import main
-from framework.config import Config
+from framework.core.config import Config
 
 
 def lake_args(config: Config) -> list[str]:

@@ -30,10 +30,10 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from framework.config import load_config
-from framework.keys import KEY_COLUMN
-from framework.ledger import COMPLETE, Ledger
-from framework.tables import Lakehouse
+from framework.core.config import load_config
+from framework.core.keys import KEY_COLUMN
+from framework.lake.tables import Lakehouse
+from framework.state.ledger import COMPLETE, Ledger
 from jobs.landing import sample_dates, seed_orders
 from tests.clusterkit import StandaloneCluster, build_wheel, standalone_cluster, start_submit
 from tests.crashkit import (

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from framework.config import Config, load_config
-from framework.errors import ConfigError
-from framework.tables import Lakehouse
+from framework.core.config import Config, load_config
+from framework.core.errors import ConfigError
+from framework.lake.tables import Lakehouse
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

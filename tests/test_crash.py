@@ -39,11 +39,11 @@ from pyspark.sql import Row, SparkSession
 from pyspark.sql import functions as F
 
 from framework.cli import main
-from framework.crashpoints import POINTS, RENEWAL_POINT
-from framework.history import HistoryObserver, RunHistory
-from framework.job import Job
-from framework.keys import KEY_COLUMN
-from framework.ledger import COMPLETE, Ledger
+from framework.core.crashpoints import POINTS, RENEWAL_POINT
+from framework.core.keys import KEY_COLUMN
+from framework.engine.job import Job
+from framework.ops.history import HistoryObserver, RunHistory
+from framework.state.ledger import COMPLETE, Ledger
 from jobs.landing import sample_dates, seed_orders
 from jobs.orders_daily import JOB as ORDERS_DAILY
 from jobs.orders_incremental import JOB as ORDERS_INCREMENTAL

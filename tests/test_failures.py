@@ -32,13 +32,13 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from framework.config import Config
-from framework.errors import SourceMissingError
-from framework.failures import describe, root_cause
-from framework.ledger import COMPLETE, FAILED, Ledger
-from framework.runner import RunRequest, run_job
-from framework.sinks import MergeSink
-from framework.tables import Lakehouse
+from framework.core.config import Config
+from framework.core.errors import SourceMissingError
+from framework.core.failures import describe, root_cause
+from framework.engine.runner import RunRequest, run_job
+from framework.lake.sinks import MergeSink
+from framework.lake.tables import Lakehouse
+from framework.state.ledger import COMPLETE, FAILED, Ledger
 from jobs.orders_daily import JOB as ORDERS
 from tests.crashkit import child_env
 
@@ -381,7 +381,7 @@ import dataclasses
 
 from pyspark.sql import functions as F
 
-from framework.sinks import MergeSink
+from framework.lake.sinks import MergeSink
 from jobs.orders_daily import JOB as ORDERS
 
 
@@ -445,7 +445,7 @@ def test_a_driver_out_of_memory_is_recorded_with_what_to_change(
 PY4J_MEETS_A_DEAD_JVM = """
 import socket, sys, threading
 from py4j.java_gateway import GatewayClient, GatewayParameters
-from framework.cli import quiet_py4j
+from framework.cli.main import quiet_py4j
 
 if sys.argv[1] == "quiet":
     quiet_py4j()

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 from framework.cli import main
-from framework.ledger import COMPLETE, Ledger, PartitionState
-from framework.runner import RunRequest, run_job
-from framework.tables import Lakehouse
+from framework.engine.runner import RunRequest, run_job
+from framework.lake.tables import Lakehouse
+from framework.state.ledger import COMPLETE, Ledger, PartitionState
 from jobs.orders_daily import JOB as ORDERS
 from tests.helpers import assert_same_rows, delta_versions, table
 

@@ -38,8 +38,8 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from framework.errors import KeyColumnTypeError, UsageError
-from framework.keys import (
+from framework.core.errors import KeyColumnTypeError, UsageError
+from framework.core.keys import (
     KEY_COLUMN,
     ROW_HASH_COLUMN,
     canonical_encoding_expr,

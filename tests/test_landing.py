@@ -13,15 +13,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DecimalType
 
-from jobs.landing import (
-    RAW_ORDER_SCHEMA,
-    SAMPLE_START,
-    SeedReport,
-    malformed_per_day,
-    raw_order_schema,
-    sample_dates,
-    seed_orders,
-)
+from jobs.landing import SAMPLE_START, SeedReport, malformed_per_day, sample_dates, seed_orders
+from jobs.orders_daily import RAW_ORDER_SCHEMA, raw_order_schema
 
 DAYS = 3
 ROWS_PER_DAY = 200

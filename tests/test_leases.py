@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from framework.leases import held_message, this_host
-from framework.ledger import COMPLETE, FAILED, Ledger, PartitionState
-from framework.runner import RunRequest, reconcile, run_job
-from framework.tables import Lakehouse
-from framework.unit import process_unit
+from framework.engine.runner import RunRequest, reconcile, run_job
+from framework.engine.unit import process_unit
+from framework.lake.tables import Lakehouse
+from framework.state.leases import held_message, this_host
+from framework.state.ledger import COMPLETE, FAILED, Ledger, PartitionState
 from jobs.orders_daily import JOB as ORDERS
 from tests.helpers import dead_pid, delta_versions, running
 
@@ -21,7 +21,7 @@ D1, D2, D3 = dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)
 
 
 def ledger_of(config) -> Ledger:
-    from framework.session import get_or_create_session
+    from framework.lake.session import get_or_create_session
 
     spark = get_or_create_session(config)  # the test session, which is active
     return Ledger(spark, Lakehouse(config.lakehouse).framework_table("ledger"))

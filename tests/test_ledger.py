@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from framework.ledger import COMPLETE, FAILED, RUNNING, Ledger, PartitionState
-from framework.tables import Lakehouse
+from framework.lake.tables import Lakehouse
+from framework.state.ledger import COMPLETE, FAILED, RUNNING, Ledger, PartitionState
 
 D1, D2 = dt.date(2024, 1, 1), dt.date(2024, 1, 2)
 

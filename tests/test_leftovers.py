@@ -15,11 +15,11 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from framework.config import Config
-from framework.history import HistoryObserver, RunHistory
-from framework.ledger import COMPLETE, Ledger
-from framework.runner import RunReport, RunRequest, run_job
-from framework.tables import Lakehouse
+from framework.core.config import Config
+from framework.engine.runner import RunReport, RunRequest, run_job
+from framework.lake.tables import Lakehouse
+from framework.ops.history import HistoryObserver, RunHistory
+from framework.state.ledger import COMPLETE, Ledger
 from jobs.orders_daily import JOB as ORDERS
 from tests.helpers import assert_same_rows
 

@@ -16,15 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from framework import native
-from framework.cli import _quarantined
-from framework.config import LakehouseConfig
-from framework.history import HistoryObserver, RunHistory
-from framework.ledger import COMPLETE, FAILED, STATES, Ledger, PartitionState, utcnow
-from framework.ops_cli import _states
-from framework.runner import RunRequest, run_job, stale_partitions
-from framework.tables import Lakehouse
-from framework.unit import process_unit
+from framework.cli import reads
+from framework.core.config import LakehouseConfig
+from framework.engine.runner import RunRequest, run_job, stale_partitions
+from framework.engine.unit import process_unit
+from framework.lake.tables import Lakehouse
+from framework.ops import native
+from framework.ops.history import HistoryObserver, RunHistory
+from framework.state.ledger import COMPLETE, FAILED, STATES, Ledger, PartitionState, utcnow
 from jobs.orders_daily import JOB as ORDERS
 from jobs.revenue_daily import JOB as REVENUE
 from tests.crashkit import REPO, child_env, commit_operations, new_lake, run_args
@@ -41,7 +40,7 @@ def claim(partition: dt.date, attempt: int, *, pid: int, run_id: str, unit: int)
 def test_both_readers_report_the_same_states_through_a_ledgers_whole_life(
     spark, sample_config, monkeypatch
 ) -> None:
-    monkeypatch.setattr("framework.ledger.COMPACT_AT_FILES", 5)  # an OPTIMIZE on the way
+    monkeypatch.setattr("framework.state.ledger.COMPACT_AT_FILES", 5)  # an OPTIMIZE on the way
     lake = Lakehouse(sample_config.lakehouse)
     ledger = Ledger(spark, lake.framework_table("ledger"))
     history = RunHistory.of(spark, lake)
@@ -181,9 +180,9 @@ def test_the_quarantine_reads_the_same_after_a_forced_rerun_replaced_a_dates_rej
     run_job(spark, lake, ORDERS, RunRequest.for_dates([D2], force=True))
     path = Path(str(lake.framework_table(f"quarantine_{ORDERS.name}").path))
     assert len(commit_operations(path)) > 1  # the forced rerun rewrote D2's rejects
-    by_delta_rs = [_quarantined(sample_config, ORDERS.name, d, 1000) for d in (None, D2)]
+    by_delta_rs = [reads.quarantined(sample_config, ORDERS.name, d, 1000) for d in (None, D2)]
     monkeypatch.setenv(native.ENABLED_VARIABLE, "0")
-    by_spark = [_quarantined(sample_config, ORDERS.name, d, 1000) for d in (None, D2)]
+    by_spark = [reads.quarantined(sample_config, ORDERS.name, d, 1000) for d in (None, D2)]
     assert by_delta_rs == by_spark
     (total, rows), (on_d2, _) = by_spark  # type: ignore[misc]
     assert 0 < on_d2 < total == len(rows) == len({(r["partition"], r["raw"]) for r in rows})
@@ -204,6 +203,6 @@ def test_a_ledger_delta_rs_cannot_read_is_never_guessed_at(spark, sample_config,
     with pytest.raises(native.NativeUnavailable, match="could not be read without a JVM"):
         native.ledger_states(lake, JOBS)
     with pytest.raises(Exception, match=feature):
-        _states(sample_config, lake, ORDERS.name, ())
+        reads.states(sample_config, lake, ORDERS.name, ())
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith("ninelives: ") and line.endswith("; reading it with Spark")

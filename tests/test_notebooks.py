@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from framework.errors import PartitionError, UsageError
-from framework.ledger import Ledger
-from framework.tables import Lakehouse
+from framework.core.errors import PartitionError, UsageError
+from framework.lake.tables import Lakehouse
+from framework.state.ledger import Ledger
 from framework.testing.notebooks import CELL_SEPARATOR, HEADER, cells, run_notebook
 from tests.helpers import table
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from framework.alerts import AlertObserver, build_alert
-from framework.ledger import Ledger, PartitionState
-from framework.ops_cli import observe_run
-from framework.runner import Plan, RunReport, RunRequest, run_job
-from framework.tables import Lakehouse
+from framework.cli.observe import observe_run
+from framework.engine.runner import Plan, RunReport, RunRequest, run_job
+from framework.lake.tables import Lakehouse
+from framework.ops.alerts import AlertObserver, build_alert
+from framework.state.ledger import Ledger, PartitionState
 from jobs.orders_daily import JOB as ORDERS
 
 D1, D2 = dt.date(2024, 1, 1), dt.date(2024, 1, 2)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from framework.cli import main
-from framework.ledger import Ledger
-from framework.tables import Lakehouse
+from framework.lake.tables import Lakehouse
+from framework.state.ledger import Ledger
 from tests.test_ops_alerts import SECRET_PATH, Webhook
 
 D2 = "2024-01-02"

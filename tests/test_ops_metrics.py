@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from framework.ledger import Ledger
-from framework.metrics import MetricsObserver
-from framework.runner import Plan, RunReport, RunRequest, run_job
-from framework.tables import Lakehouse
+from framework.engine.runner import Plan, RunReport, RunRequest, run_job
+from framework.lake.tables import Lakehouse
+from framework.ops.metrics import MetricsObserver
+from framework.state.ledger import Ledger
 from jobs.orders_daily import JOB as ORDERS
 
 PUSHGATEWAY = shutil.which("prometheus-pushgateway") or "/usr/bin/prometheus-pushgateway"

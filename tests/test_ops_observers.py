@@ -15,11 +15,11 @@ import os
 import pytest
 from rich.console import Console
 
-from framework.errors import UsageError
-from framework.ledger import COMPLETE, FAILED, RUNNING, PartitionState
-from framework.observers import Guarded, ProgressObserver, progress_mode, redacted
-from framework.ops_cli import OpsSettings, command_line
-from framework.runner import Plan, RunReport
+from framework.cli.observe import OpsSettings, command_line
+from framework.core.errors import UsageError
+from framework.engine.runner import Plan, RunReport
+from framework.ops.observers import Guarded, ProgressObserver, progress_mode, redacted
+from framework.state.ledger import COMPLETE, FAILED, RUNNING, PartitionState
 
 JOB = "orders_daily"
 DAYS = [dt.date(2024, 1, d) for d in range(1, 5)]

@@ -1,7 +1,7 @@
 """The runbook for situations that are slow to produce with real runs: dead and live
 runners, expired leases, an upstream job that is not complete. No Spark needed: the
 states are ledger rows as the runner writes them, the leases are judged by the real
-lease rules (framework.leases), against real processes."""
+lease rules (framework.state.leases), against real processes."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import io
 
 from rich.console import Console
 
-from framework.leases import this_host
-from framework.ledger import COMPLETE, FAILED, RUNNING, PartitionState, utcnow
-from framework.report import dates_text, error_hint, plan_recovery, print_status
+from framework.ops.report import dates_text, error_hint, plan_recovery, print_status
+from framework.state.leases import this_host
+from framework.state.ledger import COMPLETE, FAILED, RUNNING, PartitionState, utcnow
 from tests.helpers import dead_pid
 
 D = [dt.date(2024, 3, d) for d in range(1, 8)]

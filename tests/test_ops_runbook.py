@@ -27,15 +27,18 @@ import pytest
 from pyspark.sql import SparkSession
 from rich.console import Console
 
-from framework.config import Config
-from framework.history import RunHistory
-from framework.leases import this_host
-from framework.ledger import Ledger, PartitionState
-from framework.ops_cli import cmd_history, cmd_report, cmd_status, observe_run
-from framework.partition_calendar import STATE_COLOURS, render_calendar
-from framework.report import plan_recovery
-from framework.runner import RunReport, RunRequest, run_job
-from framework.tables import Lakehouse
+from framework.cli.history import cmd_history
+from framework.cli.observe import observe_run
+from framework.cli.report import cmd_report
+from framework.cli.status import cmd_status
+from framework.core.config import Config
+from framework.engine.runner import RunReport, RunRequest, run_job
+from framework.lake.tables import Lakehouse
+from framework.ops.history import RunHistory
+from framework.ops.partition_calendar import STATE_COLOURS, render_calendar
+from framework.ops.report import plan_recovery
+from framework.state.leases import this_host
+from framework.state.ledger import Ledger, PartitionState
 from jobs.orders_daily import JOB as ORDERS
 from tests.conftest import TEST_SPARK
 from tests.helpers import delta_versions

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from pyspark.sql import functions as F
 
-from framework.config import Config
-from framework.keys import KEY_COLUMN
-from framework.ledger import COMPLETE, FAILED, Ledger
-from framework.runner import RunRequest, run_job
-from framework.tables import Lakehouse
+from framework.core.config import Config
+from framework.core.keys import KEY_COLUMN
+from framework.engine.runner import RunRequest, run_job
+from framework.lake.tables import Lakehouse
+from framework.state.ledger import COMPLETE, FAILED, Ledger
 from jobs.orders_daily import JOB as ORDERS
 from jobs.revenue_daily import JOB as REVENUE
 from tests.crashkit import commit_operations
@@ -230,7 +230,7 @@ def test_a_jobs_ledger_files_are_compacted_once_as_a_run_ends_and_its_states_sta
 ) -> None:
     """Compaction waits for the threshold, then is the run's last ledger commit: no
     partition's transition pays for it, and it changes no state."""
-    monkeypatch.setattr("framework.ledger.COMPACT_AT_FILES", 4)
+    monkeypatch.setattr("framework.state.ledger.COMPACT_AT_FILES", 4)
     lake = Lakehouse(sample_config.lakehouse)
     ledger = Ledger(spark, lake.framework_table("ledger"))
     path = Path(ledger.ref.path)

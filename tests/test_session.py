@@ -4,8 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from framework.config import Config
-from framework.session import get_or_create_session
+from framework.core.config import Config
+from framework.lake.session import get_or_create_session
 from tests.crashkit import child_env
 from tests.helpers import TEST_JAVA_OPTIONS
 

@@ -11,10 +11,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, LongType, StringType, StructField, StructType
 
-from framework.config import Config
-from framework.errors import FencedError
-from framework.keys import with_key, with_row_hash
-from framework.sinks import (
+from framework.core.config import Config
+from framework.core.errors import FencedError
+from framework.core.keys import with_key, with_row_hash
+from framework.lake.sinks import (
     CHUNK_SLOTS,
     PROCESSED_AT_COLUMN,
     RUN_ID_COLUMN,
@@ -23,7 +23,7 @@ from framework.sinks import (
     ReplaceSink,
     find_commits,
 )
-from framework.tables import Lakehouse
+from framework.lake.tables import Lakehouse
 from tests.helpers import assert_same_rows
 
 D1, D2 = dt.date(2024, 1, 15), dt.date(2024, 1, 16)

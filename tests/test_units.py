@@ -11,12 +11,12 @@ import pytest
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from framework.config import Config, ConfigError, config_from_mapping, parse_size
-from framework.ledger import COMPLETE, FAILED, Ledger
-from framework.quarantine import quarantine_table
-from framework.runner import RunReport, RunRequest, pack, run_job
-from framework.sinks import CommitTag, write_marker
-from framework.tables import Lakehouse
+from framework.core.config import Config, ConfigError, config_from_mapping, parse_size
+from framework.engine.runner import RunReport, RunRequest, pack, run_job
+from framework.lake.quarantine import quarantine_table
+from framework.lake.sinks import CommitTag, write_marker
+from framework.lake.tables import Lakehouse
+from framework.state.ledger import COMPLETE, FAILED, Ledger
 from jobs.orders_daily import JOB as ORDERS
 from tests.crashkit import commit_operations, tagged_commits
 from tests.helpers import assert_same_rows

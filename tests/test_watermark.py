@@ -7,10 +7,10 @@ import datetime as dt
 import pytest
 
 from framework.cli import main
-from framework.errors import UsageError
-from framework.ledger import Ledger
-from framework.runner import RunRequest, run_job, watermark
-from framework.tables import Lakehouse
+from framework.core.errors import UsageError
+from framework.engine.runner import RunRequest, run_job, watermark
+from framework.lake.tables import Lakehouse
+from framework.state.ledger import Ledger
 from jobs.orders_incremental import JOB as INCREMENTAL
 
 D1, D2, D3 = dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)

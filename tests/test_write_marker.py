@@ -6,9 +6,9 @@ import datetime as dt
 
 import pytest
 
-from framework.errors import FencedError
-from framework.sinks import CommitTag, MergeSink, write_marker
-from framework.tables import Lakehouse
+from framework.core.errors import FencedError
+from framework.lake.sinks import CommitTag, MergeSink, write_marker
+from framework.lake.tables import Lakehouse
 from tests.test_sinks import D1, prepared
 
 

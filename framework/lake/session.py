@@ -1,0 +1,216 @@
+"""Build or reuse the SparkSession. Nothing here runs at import time.
+
+Where a session is active (Databricks, a notebook, a test fixture) it is reused as is:
+Delta is already there. Otherwise a local Delta-enabled session is built from
+:class:`~framework.core.config.SparkConfig`.
+
+Example::
+
+    spark = get_or_create_session(load_config())
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from framework.core.config import Config, SparkConfig
+
+DELTA_CONFS = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
+
+# Local defaults that matter on a small machine: the Spark UI costs a port and a
+# thread pool per session; Delta's snapshot state uses 50 partitions by default,
+# which on two cores makes every small log read slower than the data it describes.
+LOCAL_CONFS = {
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.databricks.delta.snapshotPartitions": "2",
+    "spark.sql.session.timeZone": "UTC",
+}
+
+
+# The checkout an editable install runs from: a relative jar folder is looked for here
+# too, so that ``ninelives`` works from any working directory.
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def delta_jars(spark_config: SparkConfig) -> list[str]:
+    """Jars in the project's Delta jar folder (``NINELIVES_JARS_DIR`` wins over config),
+    relative to the working directory or else to the checkout."""
+    folder = Path(os.environ.get("NINELIVES_JARS_DIR") or spark_config.delta_jars_dir)
+    for candidate in (folder, PROJECT / folder):
+        jars = sorted(str(p.resolve()) for p in candidate.glob("*.jar"))
+        if jars:
+            return jars
+    return []
+
+
+def local_session_builder(spark_config: SparkConfig) -> SparkSession.Builder:
+    """A builder for a local Delta session; the caller calls ``getOrCreate()``."""
+    builder = (
+        SparkSession.builder.master(spark_config.master)
+        .appName(spark_config.app_name)
+        .config("spark.sql.shuffle.partitions", str(spark_config.shuffle_partitions))
+        .config("spark.driver.memory", spark_config.driver_memory)
+    )
+    confs = {**DELTA_CONFS, **LOCAL_CONFS, **spark_config.extra}
+    if spark_config.quiet:
+        # Beside the driver's own Java options from the config, not in their place, and
+        # before them: a log4j2.configurationFile of the user's own comes last and wins.
+        log_config = Path(__file__).with_name("log4j2.properties")
+        quiet_log = f"-Dlog4j2.configurationFile={log_config.as_uri()}"
+        confs[DRIVER_JAVA_OPTIONS] = f"{quiet_log} {confs.get(DRIVER_JAVA_OPTIONS, '')}".strip()
+    for key, value in confs.items():
+        builder = builder.config(key, value)
+    jars = delta_jars(spark_config)
+    if jars:
+        return builder.config("spark.jars", ",".join(jars))
+    from delta import configure_spark_with_delta_pip
+
+    return configure_spark_with_delta_pip(builder)
+
+
+def under_spark_submit() -> bool:
+    """True when spark-submit launched this driver: it has already chosen the master,
+    the jars and the driver's memory, which a local builder must not override."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def submitted_session_builder(spark_config: SparkConfig) -> SparkSession.Builder:
+    """A builder for a driver launched by spark-submit: only the SQL settings, and only
+    those the command line did not give (``--conf`` and ``--name`` win).
+
+    Delta itself comes from the cluster (Databricks) or from ``--packages`` /
+    ``--jars`` on the spark-submit command line.
+    """
+    from pyspark import SparkConf
+
+    submitted = dict(SparkConf().getAll())
+    wanted = {
+        **DELTA_CONFS,
+        "spark.sql.shuffle.partitions": str(spark_config.shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        **spark_config.extra,
+    }
+    builder = SparkSession.builder
+    for key, value in wanted.items():
+        if key not in submitted:
+            builder = builder.config(key, value)
+    return builder
+
+
+def get_or_create_session(config: Config) -> SparkSession:
+    """The active session if there is one (Databricks, notebooks, tests); under
+    spark-submit a session on the submitted master; else a new local Delta session."""
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    if under_spark_submit():
+        return submitted_session_builder(config.spark).getOrCreate()
+    builder = local_session_builder(config.spark)
+    if not config.spark.quiet:
+        return builder.getOrCreate()
+    with jvm_start_notices_hidden():
+        spark = builder.getOrCreate()
+    _no_traceback_when_the_jvm_dies(spark)
+    return spark
+
+
+def _no_traceback_when_the_jvm_dies(spark: SparkSession) -> None:
+    """PySpark's accumulator server (a :mod:`socketserver`) prints a traceback when the
+    JVM's connection to it ends mid-read (``EOFError``); the run says that the driver
+    died in one line of its own. Other errors of the server stay visible, in one line."""
+    server = getattr(spark.sparkContext, "_accumulatorServer", None)
+    if server is None:
+        return
+
+    def handle_error(request: object, client_address: object) -> None:
+        import sys
+
+        error = sys.exc_info()[1]
+        if not isinstance(error, (EOFError, ConnectionError)):
+            print(f"ninelives: warning: accumulator update failed: {error!r}", file=sys.stderr)
+
+    server.handle_error = handle_error
+
+
+def driver_alive(spark: SparkSession) -> bool:
+    """Whether the session's driver still works (its JVM may have died under us).
+
+    A driver that wrote a fatal error, or whose SparkContext is stopped, counts as dead
+    even while its JVM still answers: Spark exits the JVM on OutOfMemoryError, but runs
+    its shutdown hooks first, and calls made meanwhile fail with unrelated errors.
+    """
+    if _fatal_line is not None:
+        return False
+    try:
+        context = getattr(spark, "_sc", None)  # a classic session's; Spark Connect has none
+        if context is not None:
+            return not context._jsc.sc().isStopped()
+        spark.conf.get("spark.app.name")
+    except Exception:
+        return False
+    return True
+
+
+# Printed by the JVM itself on every start, before any log configuration applies:
+# Spark's launcher always adds the incubating Vector API module.
+START_NOTICES = ("WARNING: Using incubator modules:",)
+# What a JVM that is about to die says last (Spark exits the JVM on a fatal error).
+_FATAL = re.compile(r"^java\.lang\.(OutOfMemoryError|StackOverflowError|InternalError)\b")
+_fatal_line: str | None = None
+
+
+def jvm_fatal_error(wait: float = 0.0) -> str | None:
+    """The last fatal error line the local session's JVM wrote on stderr, if any, such as
+    ``java.lang.OutOfMemoryError: Java heap space``; seen only while quiet (the default).
+    ``wait``: seconds to give the thread that reads the JVM's stderr to see it."""
+    deadline = time.monotonic() + wait
+    while _fatal_line is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return _fatal_line
+
+
+@contextmanager
+def jvm_start_notices_hidden() -> Iterator[None]:
+    """A JVM started in this block writes its stderr through a pipe, and a thread passes
+    every line but :data:`START_NOTICES` on to this process's stderr, for the JVM's
+    whole life. The pipe is the only way: the JVM prints them before reading any option.
+    """
+    import sys
+
+    sys.stderr.flush()
+    stderr = os.dup(2)
+    read_end, write_end = os.pipe()
+    threading.Thread(
+        target=_pass_on, args=(read_end, stderr), name="ninelives-jvm-stderr", daemon=True
+    ).start()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(stderr, 2)
+
+
+def _pass_on(read_end: int, stderr: int) -> None:
+    global _fatal_line
+    with os.fdopen(read_end, "rb") as lines:
+        for line in lines:
+            text = line.decode(errors="replace")
+            if _FATAL.match(text):
+                _fatal_line = text.strip()
+            if not text.startswith(START_NOTICES):
+                os.write(stderr, line)
