@@ -18,6 +18,7 @@ from rich.console import Console
 
 from framework.cli import history, quarantine, reconcile, report, run, status
 from framework.cli.args import Handler, Parser, common_options, config_of
+from framework.core import logs
 from framework.core.errors import NinelivesError
 from framework.core.failures import describe
 
@@ -65,6 +66,7 @@ def _not_from_py4j(record: logging.LogRecord) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ninelives`` script and of ``jobs/*.py`` under spark-submit."""
     args = build_parser().parse_args(argv)
+    logs.to_stderr()
     if not os.environ.get("NINELIVES_DEBUG"):
         quiet_py4j()
     console = Console(

@@ -18,6 +18,7 @@ option                         environment                      effect
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shlex
 import sys
@@ -32,12 +33,13 @@ from framework.cli.args import ratio as args_ratio
 from framework.cli.args import repeated_options
 from framework.core.config import Config
 from framework.core.errors import UsageError
+from framework.core.logs import JsonLinesHandler
 from framework.engine.runner import RunObserver
 from framework.lake.tables import Lakehouse
 from framework.ops.alerts import DEFAULT_WARN_RATIO, AlertObserver
 from framework.ops.history import HistoryObserver, RunHistory
 from framework.ops.metrics import MetricsObserver
-from framework.ops.observers import Guarded, JsonLogObserver, ProgressObserver, progress_mode
+from framework.ops.observers import Guarded, LogObserver, ProgressObserver, progress_mode
 from framework.state.leases import this_host
 
 PROGRESS_MODES = ("auto", "bar", "plain", "off")
@@ -155,14 +157,17 @@ def build_observers(
     mode = progress_mode(stream, env if env is not None else os.environ, requested)
     if mode != "off":
         observers.append(Guarded(ProgressObserver(mode, stream), "progress display", warn))
+    logs: dict[str, logging.Handler] = {}  # the run's JSON lines, by where they go
     if settings.log_format == "json":
-        observers.append(Guarded(JsonLogObserver(stream), "JSON log to stderr", warn))
+        logs["stderr"] = JsonLinesHandler(stream)
     if settings.log_file:
         try:
-            log = JsonLogObserver.to_file(settings.log_file)
+            logs[settings.log_file] = JsonLinesHandler.to_file(settings.log_file)
         except OSError as error:
             raise UsageError(f"cannot open the log file {settings.log_file}: {error}") from None
-        observers.append(Guarded(log, f"JSON log to {settings.log_file}", warn))
+    if logs:
+        what = f"JSON log to {' and '.join(logs)}"
+        observers.append(Guarded(LogObserver(*logs.values()), what, warn))
     if spark is not None:  # a run planned without a JVM has nothing to record
         history = HistoryObserver(
             RunHistory.of(spark, lakehouse), arguments=arguments, host=host, pid=os.getpid()

@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -22,6 +23,8 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from framework.core.config import Config, SparkConfig
+
+log = logging.getLogger(__name__)
 
 DELTA_CONFS = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -140,7 +143,7 @@ def _no_traceback_when_the_jvm_dies(spark: SparkSession) -> None:
 
         error = sys.exc_info()[1]
         if not isinstance(error, (EOFError, ConnectionError)):
-            print(f"ninelives: warning: accumulator update failed: {error!r}", file=sys.stderr)
+            log.warning("warning: accumulator update failed: %r", error)
 
     server.handle_error = handle_error
 

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import os
-import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
@@ -39,6 +39,8 @@ from framework.lake.tables import Lakehouse
 from framework.ops.history import HISTORY_SCHEMA, RunRecord
 from framework.ops.history import TABLE_NAME as HISTORY_TABLE
 from framework.state.ledger import COMPLETE, LEDGER_SCHEMA, PartitionState
+
+log = logging.getLogger(__name__)
 
 ENABLED_VARIABLE = "NINELIVES_NATIVE"
 T = TypeVar("T")
@@ -54,8 +56,8 @@ def enabled() -> bool:
 
 
 def notice(why: NativeUnavailable) -> None:
-    """The one line a fallback to Spark prints on stderr."""
-    print(f"ninelives: {why}; reading it with Spark", file=sys.stderr)
+    """The one warning a fallback to Spark logs (a line on the command's stderr)."""
+    log.warning("%s; reading it with Spark", why)
 
 
 def or_spark(by_delta_rs: Callable[[], T], by_spark: Callable[[], T]) -> T:

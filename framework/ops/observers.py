@@ -7,22 +7,24 @@ settings are parameters.
 - :class:`ProgressObserver` shows a rich progress bar over the run's partitions (done /
   total, rows per second, ETA) on a terminal, or writes one plain line per finished
   partition elsewhere (:func:`progress_mode` picks; Databricks gets plain lines).
-- :class:`JsonLogObserver` writes one JSON object per line for every state transition:
-  job, partition, attempt, run_id, state, counts, duration and error.
+- :class:`LogObserver` logs every run event, each state transition with its job,
+  partition, attempt, run_id, state, counts, duration and error, to the
+  ``framework.events`` logger; :class:`~framework.core.logs.JsonLinesHandler` writes
+  them as JSON lines.
 - :class:`Guarded` wraps an observer so that its failure becomes one warning line
   instead of failing a run whose data is fine.
 
 Example::
 
     observers = [ProgressObserver(progress_mode(sys.stderr, os.environ)),
-                 JsonLogObserver.to_file("/var/log/ninelives.jsonl")]
+                 LogObserver(JsonLinesHandler.to_file("/var/log/ninelives.jsonl"))]
     run_job(spark, lakehouse, JOB, request, observers=observers)
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import IO, Any, Literal
@@ -32,6 +34,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from framework.core.failures import describe as root_cause_line
+from framework.core.logs import EVENTS
 from framework.engine.runner import RunObserver, RunReport
 from framework.state.ledger import COMPLETE, COUNT_FIELDS, FAILED, RUNNING, PartitionState, utcnow
 
@@ -204,43 +207,36 @@ class ProgressObserver:
             self._progress = None
 
 
-def _json_default(value: object) -> str:
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return str(value)
+class LogObserver:
+    """Every run event as an INFO record of the ``framework.events`` logger
+    (:data:`framework.core.logs.EVENTS`): the message is the event, ``run_started``,
+    ``transition``, ``run_finished`` or ``run_aborted``, and ``record.fields`` its fields.
+    :class:`framework.core.logs.JsonFormatter` writes them as JSON lines.
 
+    A transition carries ``job, partition, attempt, run_id, state, counts, duration_s,
+    error`` (``{"class", "message"}`` or null), plus ``host``, ``pid``, ``target_version``
+    and ``healed`` (complete from an abandoned attempt's Delta commit).
 
-class JsonLogObserver:
-    """One JSON object per line: ``event`` is ``run_started``, ``transition``,
-    ``run_finished`` or ``run_aborted``.
-
-    A transition line carries ``job, partition, attempt, run_id, state, counts,
-    duration_s, error`` (``{"class", "message"}`` or null), plus ``host``, ``pid`` and
-    ``healed`` (complete from an abandoned attempt's Delta commit). Lines are flushed as
-    they are written, so a ``kill -9`` loses none already written.
+    ``handlers`` are added to the logger for this run and closed when it ends (the
+    ``ninelives`` command's ``--log-format json`` and ``--log-file``).
     """
 
-    def __init__(self, stream: IO[str], *, close: bool = False) -> None:
-        self.stream = stream
-        self._close = close
+    def __init__(self, *handlers: logging.Handler) -> None:
+        self.log = logging.getLogger(EVENTS)
+        self.handlers = handlers
+        for handler in handlers:
+            self.log.addHandler(handler)
+        if handlers and not self.log.isEnabledFor(logging.INFO):
+            self.log.setLevel(logging.INFO)
         self.run_id: str | None = None
         self.job: str | None = None
 
-    @classmethod
-    def to_file(cls, path: str) -> JsonLogObserver:
-        """Append to ``path`` (created if missing), line-buffered."""
-        return cls(open(path, "a", buffering=1, encoding="utf-8"), close=True)
-
-    def _write(self, event: str, **fields: object) -> None:
-        line = {"ts": utcnow(), "event": event, "job": self.job, "run_id": self.run_id, **fields}
-        self.stream.write(json.dumps(line, default=_json_default, sort_keys=False) + "\n")
-        self.stream.flush()
+    def _emit(self, event: str, **fields: object) -> None:
+        self.log.info(event, extra={"fields": {"job": self.job, "run_id": self.run_id, **fields}})
 
     def run_started(self, report: RunReport) -> None:
         self.job, self.run_id = report.job, report.run_id
-        self._write(
+        self._emit(
             "run_started",
             planned=[p.isoformat() for p in report.plan.to_run],
             skipped=len(report.plan.skipped),
@@ -267,31 +263,38 @@ class JsonLogObserver:
             "pid": state.pid,
             "target_version": state.target_version,
         }
-        self._write("transition", **line)
+        self._emit("transition", **line)
 
     def run_finished(self, report: RunReport) -> None:
         from framework.ops.history import RunRecord
 
         record = RunRecord.from_report(report)
-        self._write(
-            "run_finished",
-            outcome=record.outcome,
-            exit_code=report.exit_code,
-            duration_s=round(record.duration_s, 3),
-            partitions=record.partition_counts(),
-            rows_in=record.rows_in,
-            rows_out=record.rows_out,
-            rows_quarantined=record.rows_quarantined,
-        )
-        self.close()
+        try:
+            self._emit(
+                "run_finished",
+                outcome=record.outcome,
+                exit_code=report.exit_code,
+                duration_s=round(record.duration_s, 3),
+                partitions=record.partition_counts(),
+                rows_in=record.rows_in,
+                rows_out=record.rows_out,
+                rows_quarantined=record.rows_quarantined,
+            )
+        finally:
+            self.close()
 
     def run_aborted(self, error: BaseException) -> None:
-        self._write("run_aborted", error={"class": type(error).__name__, "message": str(error)})
-        self.close()
+        try:
+            self._emit("run_aborted", error={"class": type(error).__name__, "message": str(error)})
+        finally:
+            self.close()
 
     def close(self) -> None:
-        if self._close and not self.stream.closed:
-            self.stream.close()
+        """Remove and close this run's handlers."""
+        for handler in self.handlers:
+            self.log.removeHandler(handler)
+            handler.close()
+        self.handlers = ()
 
 
 class Guarded:
