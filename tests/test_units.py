@@ -13,8 +13,8 @@ from pyspark.sql import functions as F
 
 from framework.core.config import Config, ConfigError, config_from_mapping, parse_size
 from framework.engine.runner import RunReport, RunRequest, pack, run_job
+from framework.lake.commits import CommitTag, write_marker
 from framework.lake.quarantine import quarantine_table
-from framework.lake.sinks import CommitTag, write_marker
 from framework.lake.tables import Lakehouse
 from framework.state.ledger import COMPLETE, FAILED, Ledger
 from jobs.orders_daily import JOB as ORDERS

@@ -7,7 +7,8 @@ import datetime as dt
 import pytest
 
 from framework.core.errors import FencedError
-from framework.lake.sinks import CommitTag, MergeSink, write_marker
+from framework.lake.commits import CommitTag, write_marker
+from framework.lake.sinks import MergeSink
 from framework.lake.tables import Lakehouse
 from tests.test_sinks import D1, prepared
 

@@ -47,17 +47,16 @@ from framework.core.errors import AccountingError
 from framework.core.keys import KEY_COLUMN, ROW_HASH_COLUMN
 from framework.engine.job import Job
 from framework.engine.unit import Chunk, Counts, check_counts, process_chunk
-from framework.lake.locks import write_lock
-from framework.lake.sinks import (
+from framework.lake.commits import (
     HISTORY_LOOKBACK,
-    PROCESSED_AT_COLUMN,
     CommitResult,
     CommitTag,
-    ReplaceSink,
     committed_by,
     find_commits,
     tagged_commit,
 )
+from framework.lake.locks import write_lock
+from framework.lake.sinks import PROCESSED_AT_COLUMN, ReplaceSink
 from framework.lake.sources import InputFile, files_fingerprint
 from framework.lake.tables import Lakehouse, TableRef
 from framework.state.ledger import COMPLETE, FAILED, RUNNING, PartitionState, utcnow

@@ -58,15 +58,9 @@ from framework.core.expectations import reasons
 from framework.core.failures import root_cause
 from framework.core.keys import KEY_COLUMN, ROW_HASH_COLUMN, key_expr, row_hash_expr
 from framework.engine.job import Job
+from framework.lake.commits import CommitResult, CommitTag, check_totals
 from framework.lake.quarantine import as_quarantine_rows, quarantine_table, write_quarantine
-from framework.lake.sinks import (
-    PROCESSED_AT_COLUMN,
-    RUN_ID_COLUMN,
-    CommitResult,
-    CommitTag,
-    check_totals,
-    write_chunk,
-)
+from framework.lake.sinks import PROCESSED_AT_COLUMN, RUN_ID_COLUMN, write_chunk
 from framework.lake.sources import CORRUPT_COLUMN
 from framework.lake.tables import Lakehouse
 from framework.state.ledger import COMPLETE, PartitionState, utcnow

@@ -10,7 +10,7 @@ a scan for rows to replace.
 
 Example::
 
-    ninelives quarantine orders_daily --date 2024-01-15     # (CLI, later issue)
+    ninelives quarantine orders_daily --date 2024-01-15
     spark.read.format("delta").load("lakehouse/_ninelives/quarantine_orders_daily")
 """
 
@@ -27,13 +27,8 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from framework.lake.sinks import (
-    CommitResult,
-    CommitTag,
-    append_partitions,
-    replace_partitions,
-    tagged_save,
-)
+from framework.lake.commits import CommitResult, CommitTag, tagged_save
+from framework.lake.sinks import append_partitions, replace_partitions
 from framework.lake.tables import Lakehouse, TableRef
 
 QUARANTINE_SCHEMA = StructType(
