@@ -22,12 +22,12 @@ from pyspark.sql.types import StructType
 from rich.console import Console
 
 from framework.core.config import Config, load_config
-from framework.core.dates import date_range, parse_date, requested_dates
+from framework.core.dates import parse_date, requested_dates
 from framework.core.errors import PartitionError, UsageError
 from framework.engine.registry import get_job
 from framework.engine.runner import RunReport, RunRequest, run_job
 from framework.lake.tables import Lakehouse
-from framework.ops.report import print_status
+from framework.ops.status import print_job_status, read_by_spark
 from framework.state.ledger import COUNT_FIELDS, LEDGER_SCHEMA, Ledger
 
 MODES = ("run", "force", "only-failed")
@@ -68,13 +68,8 @@ def run_from_widgets(spark: SparkSession, widgets: Widgets) -> RunReport:
     config = notebook_config(widgets)
     job = get_job(widgets.get("job"))
     dates = widget_dates(widgets, required=mode != "only-failed")
-    request = RunRequest.for_dates(
-        dates,
-        force=mode == "force",
-        only_failed=mode == "only-failed",
-        lease_seconds=config.run.lease_seconds,
-        unit_bytes=config.run.unit_bytes,
-        unit_partitions=config.run.max_partitions_per_unit,
+    request = RunRequest.configured(
+        dates, config.run, force=mode == "force", only_failed=mode == "only-failed"
     )
     return run_job(spark, Lakehouse(config.lakehouse), job, request)
 
@@ -91,7 +86,7 @@ def reprocess_from_widgets(spark: SparkSession, widgets: Widgets) -> RunReport:
         raise UsageError(
             f"set the confirm widget to YES to reprocess {job.name} for {day}; nothing was done"
         )
-    request = RunRequest.for_dates([day], force=True, lease_seconds=config.run.lease_seconds)
+    request = RunRequest.configured([day], config.run, force=True)
     return run_job(spark, Lakehouse(config.lakehouse), job, request)
 
 
@@ -113,18 +108,15 @@ def raise_for_status(report: RunReport) -> None:
 
 
 def status_text(spark: SparkSession, widgets: Widgets) -> str:
-    """The ``partition_status`` notebook's text: the status table, runbook and the
-    recovery command, exactly as ``ninelives status`` prints them."""
+    """The ``partition_status`` notebook's text: what ``ninelives status`` prints (the
+    watermark of a watermark job, the status table, the runbook with stale and upstream
+    dates, and the recovery command), read through the notebook's session."""
     config = notebook_config(widgets)
     job = get_job(widgets.get("job"))
-    states = Ledger(spark, Lakehouse(config.lakehouse).framework_table("ledger")).states(job.name)[
-        job.name
-    ]
-    dates = widget_dates(widgets, required=False) or (
-        date_range(min(states), max(states)) if states else []
-    )
+    dates = widget_dates(widgets, required=False) or None
+    status = read_by_spark(spark, Lakehouse(config.lakehouse), job, dates)
     buffer = io.StringIO()
-    print_status(job.name, dates, states, Console(file=buffer, width=160))
+    print_job_status(Console(file=buffer, width=160), job, status)
     return buffer.getvalue()
 
 

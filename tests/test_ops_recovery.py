@@ -10,7 +10,8 @@ import io
 
 from rich.console import Console
 
-from framework.ops.report import dates_text, error_hint, plan_recovery, print_status
+from framework.ops.report import print_status
+from framework.ops.runbook import dates_text, error_hint, plan_recovery
 from framework.state.leases import this_host
 from framework.state.ledger import COMPLETE, FAILED, RUNNING, PartitionState, utcnow
 from tests.helpers import dead_pid

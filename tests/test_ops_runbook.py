@@ -36,7 +36,7 @@ from framework.engine.runner import RunReport, RunRequest, run_job
 from framework.lake.tables import Lakehouse
 from framework.ops.history import RunHistory
 from framework.ops.partition_calendar import STATE_COLOURS, render_calendar
-from framework.ops.report import plan_recovery
+from framework.ops.runbook import plan_recovery
 from framework.state.leases import this_host
 from framework.state.ledger import Ledger, PartitionState
 from jobs.orders_daily import JOB as ORDERS

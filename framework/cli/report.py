@@ -16,7 +16,7 @@ from framework.core.errors import UsageError
 from framework.engine.registry import get_job
 from framework.lake.tables import Lakehouse
 from framework.ops.partition_calendar import render_calendar
-from framework.ops.report import filter_partitions, plan_recovery, state_name
+from framework.ops.runbook import filter_partitions, plan_recovery, state_name
 
 
 def register(commands: Commands, common: argparse.ArgumentParser) -> None:

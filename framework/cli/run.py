@@ -22,7 +22,8 @@ from framework.engine.registry import get_job
 from framework.engine.runner import RunReport, RunRequest, new_run_id, run_job
 from framework.lake.tables import Lakehouse
 from framework.ops import native
-from framework.ops.report import error_hint, print_run_summary
+from framework.ops.report import print_run_summary
+from framework.ops.runbook import error_hint
 from framework.state.leases import held_message
 from framework.state.ledger import utcnow
 
@@ -77,19 +78,19 @@ def request_of(args: argparse.Namespace, config: Config, job: Job) -> RunRequest
         dates = requested_dates(args, required=not args.only_failed) or []
     if args.only_failed and args.force:
         raise UsageError("--only-failed and --force do not go together")
-    return RunRequest.for_dates(
+    return RunRequest.configured(
         dates,
+        config.run,
         only_failed=args.only_failed,
         until=until,
-        include_stale=args.include_stale or config.run.include_stale,
+        include_stale=args.include_stale,
         max_parallel=args.max_parallel,
-        unit_bytes=args.unit_size or config.run.unit_bytes,
-        unit_partitions=args.max_partitions_per_unit or config.run.max_partitions_per_unit,
+        unit_bytes=args.unit_size,
+        unit_partitions=args.max_partitions_per_unit,
         force=args.force,
         dry_run=args.dry_run,
-        fail_fast=args.fail_fast or config.run.fail_fast,
+        fail_fast=args.fail_fast,
         wait=args.wait,
-        lease_seconds=config.run.lease_seconds,
     )
 
 

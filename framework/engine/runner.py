@@ -39,6 +39,7 @@ from typing import Any, Protocol
 
 from pyspark.sql import SparkSession
 
+from framework.core.config import RunConfig
 from framework.core.crashpoints import RENEWAL_POINT, crash_point, crash_points
 from framework.core.errors import (
     DriverDiedError,
@@ -53,9 +54,9 @@ from framework.core.failures import describe, root_cause
 from framework.engine.chunks import chunked_input, process_chunked
 from framework.engine.job import Job
 from framework.engine.unit import complete_from_commit, process_unit
+from framework.lake.commits import CommitResult, find_commits
 from framework.lake.quarantine import quarantine_table
 from framework.lake.session import driver_alive, jvm_fatal_error
-from framework.lake.sinks import CommitResult, find_commits
 from framework.lake.tables import Lakehouse, TableRef
 from framework.state.leases import LeaseRenewer, is_held, this_host
 from framework.state.ledger import COMPLETE, FAILED, RUNNING, Ledger, PartitionState, utcnow
@@ -94,6 +95,19 @@ class RunRequest:
     @classmethod
     def for_dates(cls, dates: Iterable[dt.date], **options: Any) -> RunRequest:
         return cls(tuple(sorted(set(dates))), **options)
+
+    @classmethod
+    def configured(cls, dates: Iterable[dt.date], run: RunConfig, **options: Any) -> RunRequest:
+        """A request with the configuration's ``[run]`` settings: ``include_stale`` and
+        ``fail_fast`` when either the options or the configuration ask for them; the
+        lease and the unit's size from the configuration unless the options give them.
+        The CLI and the notebooks build their requests with it, so they run alike."""
+        options["include_stale"] = options.get("include_stale") or run.include_stale
+        options["fail_fast"] = options.get("fail_fast") or run.fail_fast
+        options.setdefault("lease_seconds", run.lease_seconds)
+        options["unit_bytes"] = options.get("unit_bytes") or run.unit_bytes
+        options["unit_partitions"] = options.get("unit_partitions") or run.max_partitions_per_unit
+        return cls.for_dates(dates, **options)
 
 
 @dataclass(frozen=True)
@@ -321,9 +335,7 @@ def _compact(ledger: Ledger, job: str) -> None:
     except delta_conflicts():
         pass  # another writer's commit came first: nothing is wrong
     except Exception as error:
-        log.warning(
-            "ninelives: compacting the ledger failed (%s); the next run retries", describe(error)
-        )
+        log.warning("compacting the ledger failed (%s); the next run retries", describe(error))
 
 
 def _plan(
@@ -561,6 +573,10 @@ class RunObserver(Protocol):
         """A state was recorded: running (claimed), complete, failed or healed."""
 
     def run_finished(self, report: RunReport) -> None: ...
+
+    def run_aborted(self, error: BaseException) -> None:
+        """The run raised before it finished (told by whoever called :func:`run_job`,
+        as ``framework.cli.observe.observe_run`` does)."""
 
 
 def _notify(observers: Sequence[RunObserver], state: PartitionState, seconds: float | None) -> None:

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 from framework.engine.runner import RunReport
 from framework.ops.history import ABORTED, FAILED_RUN, RunRecord
 from framework.ops.observers import Warn, safe_describe
-from framework.ops.report import dates_text, error_hint, recovery_command
+from framework.ops.runbook import dates_text, error_hint, recovery_command
 from framework.state.ledger import PartitionState
 
 DEFAULT_WARN_RATIO = 0.01

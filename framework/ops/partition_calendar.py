@@ -26,14 +26,13 @@ from html import escape
 
 from framework.core.dates import iso
 from framework.ops.history import RunRecord
-from framework.ops.report import MISSING, Recovery, state_name
-from framework.state.ledger import COMPLETE, FAILED, PENDING, RUNNING, PartitionState, utcnow
+from framework.ops.runbook import MISSING, Recovery, state_name
+from framework.state.ledger import COMPLETE, FAILED, RUNNING, PartitionState, utcnow
 
 STATE_COLOURS = {
     COMPLETE: "#2e7d32",
     FAILED: "#c62828",
     RUNNING: "#f9a825",
-    PENDING: "#64b5f6",
     MISSING: "#bdbdbd",
 }
 """Background colour of a partition cell, by state."""
