@@ -90,7 +90,6 @@ def normalise_orders(df: DataFrame) -> DataFrame:
 
 JOB = Job(
     name="orders_daily",
-    description="raw order events -> silver.orders, merged by (order_date, key)",
     source=JsonLinesSource("orders", RAW_ORDER_SCHEMA, partition_column="order_date"),
     transform=normalise_orders,
     key=("source_id", "order_date", "event_type"),

@@ -25,7 +25,6 @@ from jobs.orders_daily import JOB as ORDERS_DAILY
 JOB = dataclasses.replace(
     ORDERS_DAILY,
     name="orders_incremental",
-    description="raw order events -> silver.orders_incremental, window by window",
     sink=MergeSink("silver.orders_incremental"),
     watermark_start=SAMPLE_START,
 )

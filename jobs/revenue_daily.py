@@ -37,7 +37,6 @@ def revenue_by_currency(orders: DataFrame) -> DataFrame:
 
 JOB = Job(
     name="revenue_daily",
-    description="silver.orders -> gold.revenue_daily per order_date and currency",
     source=DeltaSource("silver.orders", partition_column="order_date"),
     transform=revenue_by_currency,
     key=("order_date", "currency"),

@@ -1,7 +1,8 @@
 """Named exceptions. Each message names the job, the partition and the fix.
 
 ``exit_code`` is what the CLI returns when the error reaches it: 2 for a usage or
-configuration error, 3 when another runner holds the job, 1 for a failed partition.
+configuration error, 1 for a failed partition. (Exit code 3, another runner holds the
+job, is no exception: the run reports the partitions it left to that runner.)
 """
 
 from __future__ import annotations
@@ -27,12 +28,6 @@ class UsageError(NinelivesError, ValueError):
 
 class InvalidNameError(UsageError):
     """A table or column name contains characters that are not allowed."""
-
-
-class LeaseHeldError(NinelivesError):
-    """Another live runner holds the partition."""
-
-    exit_code = 3
 
 
 class PartitionError(NinelivesError):

@@ -6,10 +6,10 @@ changed record from an unchanged one: the same hash over the payload columns. Bo
 built from built-in Spark SQL functions only (no Python UDF), so they run inside the
 JVM, survive Spark Connect, and give the same answer on every executor.
 
-The encoding below is the contract behind DESIGN.md invariant 6 ("a record's key is the
-same across runs, processes, Spark versions, session time zones, executors and
-clusters; distinct key tuples never collide"). Changing it changes every key of every
-table written so far; treat it like a file format.
+The encoding below is the contract behind the README's "Deterministic keys" guarantee:
+a record's key is the same across runs, processes, Spark versions, session time zones,
+executors and clusters, and distinct key tuples never collide. Changing it changes every
+key of every table written so far; treat it like a file format.
 
 Value encoding
 --------------

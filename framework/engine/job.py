@@ -95,7 +95,6 @@ class Job:
     lookback_days: int = 0
     watermark_start: dt.date | None = None
     chunks: bool = True
-    description: str = ""
 
     def __post_init__(self) -> None:
         if not IDENTIFIER.match(self.name):
@@ -121,8 +120,3 @@ class Job:
             raise UsageError(f"job {self.name}: lookback_days must be >= 0")
         if self.max_attempts < 1:
             raise UsageError(f"job {self.name}: max_attempts must be at least 1")
-
-    @property
-    def txn_app_id(self) -> str:
-        """Prefix of the Delta transaction id; one id per job and partition."""
-        return f"ninelives:{self.name}"

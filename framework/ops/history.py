@@ -55,7 +55,6 @@ SUCCEEDED, FAILED_RUN, HELD, NOTHING_TO_DO, ABORTED = (
     "nothing_to_do",
     "aborted",
 )
-OUTCOMES = (SUCCEEDED, FAILED_RUN, HELD, NOTHING_TO_DO, ABORTED)
 TABLE_NAME = "run_history"
 
 HISTORY_SCHEMA = StructType(
@@ -192,7 +191,8 @@ class RunRecord:
 
 
 class RunHistory:
-    """Appends and reads run records. Each method is one Spark job at most."""
+    """Appends and reads run records: an append is one blind-append commit, a read one
+    query."""
 
     def __init__(self, spark: SparkSession, ref: TableRef) -> None:
         self.spark = spark

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from prometheus_client import CollectorRegistry, Gauge, generate_latest, pushadd_to_gateway
+from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway
 from prometheus_client.exposition import basic_auth_handler, default_handler
 
 from framework.engine.runner import RunReport
@@ -91,11 +91,6 @@ def run_registry(report: RunReport, record: RunRecord | None = None) -> Collecto
             finished,
         )
     return registry
-
-
-def metrics_text(registry: CollectorRegistry) -> str:
-    """The Prometheus text exposition of ``registry``."""
-    return generate_latest(registry).decode()
 
 
 def _handler(gateway: str) -> tuple[str, Callable[..., Any]]:

@@ -52,11 +52,10 @@ from pyspark.sql.types import (
 from framework.lake.locks import needs_lock, write_lock
 from framework.lake.tables import TableRef
 
-PENDING, RUNNING, COMPLETE, FAILED = "pending", "running", "complete", "failed"
-STATES = (PENDING, RUNNING, COMPLETE, FAILED)
+RUNNING, COMPLETE, FAILED = "running", "complete", "failed"
 
 # Order of transitions within one attempt: running, then complete or failed.
-_SEQ = {PENDING: 0, RUNNING: 1, COMPLETE: 2, FAILED: 2}
+_SEQ = {RUNNING: 1, COMPLETE: 2, FAILED: 2}
 
 COUNT_FIELDS = (
     "rows_read",
