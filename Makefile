@@ -12,7 +12,7 @@ export NINELIVES_JARS_DIR := $(CURDIR)/$(JARS)
 export SPARK_LOCAL_IP := 127.0.0.1
 export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
 
-.PHONY: setup run test crash soak lint bench clean java tools
+.PHONY: setup run test crash soak lint lock bench clean java tools
 
 setup: java $(BIN)/.installed $(JARS)/.resolved tools
 
@@ -33,11 +33,19 @@ java:
 	if [ -z "$$v" ] || [ "$$v" -lt 17 ]; then \
 	  echo "ninelives: Java 17 or newer is required (found: $${v:-none}); install openjdk-17-jdk and retry" >&2; exit 1; fi
 
-$(BIN)/.installed: pyproject.toml
+# Every package at the version in conf/constraints.txt (dev tools included), so a fresh
+# clone tests and lints exactly as CI does.
+$(BIN)/.installed: pyproject.toml conf/constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c conf/constraints.txt -e '.[dev]'
 	@touch $@
+
+# After changing pyproject.toml's dependencies: pin them all again (uv resolves).
+lock: $(BIN)/.installed
+	$(BIN)/pip install -q uv
+	$(BIN)/uv pip compile -q pyproject.toml --extra dev --extra bench --python-version 3.11 \
+	  --custom-compile-command "make lock" -o conf/constraints.txt
 
 # Delta's JVM half. Spark's Ivy resolver trips over a ~/.m2 that holds a POM without
 # its jar (common on machines that ran Maven before), so Maven itself resolves the jars
@@ -95,12 +103,15 @@ bench: setup $(BIN)/.bench-installed
 
 # matplotlib for the chart, only where the benchmark runs.
 $(BIN)/.bench-installed: pyproject.toml $(BIN)/.installed
-	$(BIN)/pip install -q -e '.[dev,bench]'
+	$(BIN)/pip install -q -c conf/constraints.txt -e '.[dev,bench]'
 	@touch $@
 
+# The whole repository: the library, jobs, tests, bench and the notebooks (their
+# Databricks builtins are declared in notebooks/ruff.toml). Also part of make test
+# (tests/test_layers.py).
 lint: setup
-	$(BIN)/ruff check framework jobs tests
-	$(BIN)/ruff format --check framework jobs tests
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 clean:
