@@ -2,7 +2,7 @@
 default configuration (``local[*]``, a 2 GiB driver, the default shuffle partitions).
 
 Every case is a real ``ninelives run`` child on the same landing data, in a lakehouse of
-its own, timed side by side in one invocation (``bench.bench.run_child``: wall clock,
+its own, timed side by side in one invocation (``bench.measure.run_child``: wall clock,
 peak RSS of the JVM, CPU seconds; the JVM's peak heap from its GC log)::
 
     single   the night as one pass and one commit (--unit-size above the input)
@@ -32,12 +32,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.bench import PYTHON, RESULTS, Measured, child_env, machine, run_child
+from bench.figures import RESULTS, merge_into_latest
+from bench.job import JOB, ninelives
+from bench.job import START as DATE
+from bench.measure import Measured, child_env, expect, machine, run_child
 from framework.core.config import parse_size
 from framework.engine.chunks import cut
 
-JOB = "orders_daily"
-DATE = dt.date(2024, 1, 1)
 KILL_SHARE = 0.9
 COUNTS = ("rows_read", "rows_written", "rows_rejected", "rows_duplicate", "rows_dropped")
 _HEAP = re.compile(r"(\d+)M->(\d+)M\((\d+)M\)")
@@ -65,20 +66,13 @@ def peak_heap_mb(work: Path, name: str) -> int | None:
     return max(before, default=None)
 
 
-def ninelives(
+def command(
     work: Path, name: str, landing: Path, *args: str, lakehouse: str | None = None
 ) -> list[str]:
     """A ``ninelives`` command line with a config of its own, in ``lh_<lakehouse>``."""
-    return [
-        PYTHON,
-        "-m",
-        "framework.cli",
-        *args,
-        "--lakehouse",
-        str(work / f"lh_{lakehouse or name}"),
-        "--conf",
-        str(conf(work, name, landing)),
-    ]
+    return ninelives(
+        *args, lakehouse=work / f"lh_{lakehouse or name}", conf=conf(work, name, landing)
+    )
 
 
 def run(
@@ -90,7 +84,7 @@ def run(
     lakehouse: str | None = None,
 ) -> Measured:
     env = child_env({"NINELIVES_CRASH_AT": crash_at} if crash_at else None)
-    argv = ninelives(
+    argv = command(
         work, name, landing, "run", JOB, "--date", DATE.isoformat(), *args, lakehouse=lakehouse
     )
     return run_child(name, argv, workdir=work, env=env, timeout=3600)
@@ -103,10 +97,9 @@ def seed(work: Path, rows: int) -> Path:
         print(f"[bench] reusing landing data {landing}", flush=True)
         return landing
     shutil.rmtree(landing, ignore_errors=True)
-    argv = ninelives(work, "seed", landing, "seed", "--days", "1", "--rows-per-day", str(rows))
+    argv = command(work, "seed", landing, "seed", "--days", "1", "--rows-per-day", str(rows))
     seeded = run_child("seed", argv, workdir=work, env=child_env(), timeout=3600)
-    if seeded.rc != 0:
-        raise SystemExit(f"[bench] seeding failed, see {seeded.log}")
+    expect(seeded, 0)
     marker.write_text(json.dumps({"rows": rows, "seed_s": round(seeded.seconds, 1)}))
     return landing
 
@@ -133,6 +126,7 @@ def agreement(work: Path, names: list[str]) -> dict[str, Any]:
             F.count_distinct("_key").alias("keys"),
             F.sum(F.xxhash64("_row_hash").cast("decimal(38,0)")).alias("checksum"),
         ).first()
+        assert row is not None  # an aggregate without grouping has one row
         found[name] = {
             "state": state.state if state else None,
             **({n: getattr(state, n) for n in COUNTS} if state else {}),
@@ -203,14 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"big-night-rows-{args.rows}.json").write_text(json.dumps(result, indent=2) + "\n")
-    latest = out / "latest.json"
-    merged = json.loads(latest.read_text()) if latest.is_file() else {}
-    merged.update(
-        chunked_vs_single=result["chunked_vs_single"],
-        big_night_recovery_ratio=result["big_night_recovery_ratio"],
-        big_night={k: v for k, v in result.items() if k not in ("agreement",)},
+    merge_into_latest(
+        out,
+        {
+            "chunked_vs_single": result["chunked_vs_single"],
+            "big_night_recovery_ratio": result["big_night_recovery_ratio"],
+            "big_night": {k: v for k, v in result.items() if k not in ("agreement",)},
+        },
     )
-    latest.write_text(json.dumps(merged, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in list(result)[:9]}, indent=2))
     print(f"[bench] lakehouses agree: {agree}")
     return 0 if ok and agree else 1

@@ -2,7 +2,7 @@
 complete dates, and the rerun with nothing to do over them, each through delta-rs and
 through Spark (``NINELIVES_NATIVE=0``), side by side in one invocation.
 
-Every timed command is a real ``ninelives`` child (``bench.bench.run_child``: wall clock,
+Every timed command is a real ``ninelives`` child (``bench.measure.run_child``: wall clock,
 CPU seconds, peak RSS), alternated ``--repeat`` times; the median of each is kept. The
 365 dates are seeded and run once first, through Spark, in units as a night would::
 
@@ -28,22 +28,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.bench import PYTHON, RESULTS, Measured, child_env, machine, run_child
-
-JOB = "orders_daily"
-START = dt.date(2024, 1, 1)  # jobs.landing.SAMPLE_START, the seed's first date
+from bench.figures import RESULTS, merge_into_latest
+from bench.job import JOB, START, ninelives
+from bench.measure import Measured, child_env, expect, machine, run_child
 
 
 def command(work: Path, *args: str) -> list[str]:
-    return [PYTHON, "-m", "framework.cli", *args, "--lakehouse", str(work / "lakehouse")]
+    return ninelives(*args, lakehouse=work / "lakehouse")
 
 
 def timed(work: Path, name: str, argv: list[str], *, spark: bool) -> Measured:
     env = child_env({"NINELIVES_NATIVE": "0"} if spark else None)
     run = run_child(name, argv, workdir=work, env=env, timeout=1800)
-    if run.rc != 0:
-        tail = Path(run.log).read_text(errors="replace").splitlines()[-10:]
-        raise SystemExit(f"[bench] {name} exited {run.rc}:\n" + "\n".join(tail))
+    expect(run, 0)
     return run
 
 
@@ -105,10 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
     (out / "control-plane.json").write_text(json.dumps(result, indent=2) + "\n")
-    latest = out / "latest.json"
-    merged = json.loads(latest.read_text()) if latest.is_file() else {}
-    merged.update(keys)
-    latest.write_text(json.dumps(merged, indent=2) + "\n")
+    merge_into_latest(out, keys)
     print(f"[bench] {json.dumps(keys)}", flush=True)
     return 0
 
