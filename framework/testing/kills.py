@@ -120,7 +120,8 @@ def crash_test(
     :param seed: the random instants' seed (default ``NINELIVES_CRASH_SEED``, else a
         fresh one); the report and any failure name it, to replay.
     :param kill_window: seconds after a child's start within which random kills land;
-        by default from 1 s to the longest crash-point child's life.
+        by default from the shortest crash-point child's life (it died at the first
+        point) to a little past the longest one's.
     :param job_ref: how a child finds the job (a registered name or
         ``module:attribute``); by default :func:`job_reference`.
     :param jvm: how a child's JVM starts; by default :meth:`ChildJvm.from_environment`.
@@ -189,8 +190,10 @@ def crash_test(
             continue
         cases.append(recovered(spec, lake, child, killed=True))
 
+    # Between the first crash point's moment and a little after the last one's: before
+    # the claim a child has written nothing, and a kill there proves little.
     lives = [case.seconds for case in cases if case.killed]
-    window = kill_window or ((1.0, max(lives)) if lives else DEFAULT_KILL_WINDOW)
+    window = kill_window or ((min(lives), max(lives) * 1.15) if lives else DEFAULT_KILL_WINDOW)
     for _ in range(random_kills):
         at = rng.uniform(*window)
         name = f"random@{at:.1f}s"
