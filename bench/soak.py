@@ -55,9 +55,7 @@ from pyspark.sql import SparkSession
 from framework.core.config import SparkConfig
 from framework.engine.runner import RunRequest, run_job
 from framework.lake.session import local_session_builder
-from jobs.landing import sample_dates, seed_orders
-from jobs.orders_daily import JOB
-from tests.crashkit import (
+from framework.testing import (
     Lake,
     Reference,
     diff_rows,
@@ -69,6 +67,8 @@ from tests.crashkit import (
     start_run,
     target_frame,
 )
+from jobs.landing import sample_dates, seed_orders
+from jobs.orders_daily import JOB
 
 MODES = ("fresh", "force-all", "force-one")
 MODE_WEIGHTS = (0.3, 0.3, 0.4)
@@ -134,7 +134,7 @@ def check(
     spark: SparkSession, lake: Lake, reference: Reference, tally: Tally, label: str
 ) -> list[str]:
     """Compare the lakehouse with the reference; add what differs to the tally."""
-    diff = diff_rows(target_frame(spark, lake), reference.silver)
+    diff = diff_rows(target_frame(spark, lake, JOB), reference.silver)
     tally.duplicates += diff.duplicates
     tally.missing += diff.missing
     tally.mismatched += diff.mismatched
@@ -188,9 +188,11 @@ def soak(spark: SparkSession, args: argparse.Namespace, rng: random.Random, tall
         seed_orders(spark, str(landing), days=args.days, rows_per_day=args.rows_per_day)
     for stale in ("reference", "soak"):
         shutil.rmtree(workdir / stale, ignore_errors=True)
-    reference = reference_run(spark, new_lake(workdir / "reference", landing).config, dates)
+    reference = reference_run(
+        spark, new_lake(workdir / "reference", landing, JOB).config, dates, JOB
+    )
     lakes = 1
-    lake = new_lake(workdir / "soak" / str(lakes), landing)
+    lake = new_lake(workdir / "soak" / str(lakes), landing, JOB)
 
     # T starts as an uninterrupted child run: the kind of run that gets killed.
     first = run_child(lake, dates)
@@ -208,7 +210,7 @@ def soak(spark: SparkSession, args: argparse.Namespace, rng: random.Random, tall
         if mode == "fresh":
             shutil.rmtree(lake.root.parent)
             lakes += 1
-            lake = new_lake(workdir / "soak" / str(lakes), landing)
+            lake = new_lake(workdir / "soak" / str(lakes), landing, JOB)
             child = start_run(lake, dates)
         elif mode == "rerun":
             child = start_run(lake, dates)

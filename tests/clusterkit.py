@@ -11,7 +11,7 @@ written into the work tree), and :func:`start_submit` runs
 ``spark-submit --master spark://... --py-files <wheel> --jars <Delta jars> jobs/orders_daily.py
 ...`` as the leader of a new process group, so that a crash point
 (``NINELIVES_CRASH_AT``, which kills its own group) takes the driver's Python process
-and the spark-submit JVM, and nothing else. It returns a :class:`tests.crashkit.Child`.
+and the spark-submit JVM, and nothing else. It returns a :class:`framework.testing.Child`.
 
 Example::
 
@@ -39,7 +39,9 @@ from pathlib import Path
 
 import pyspark
 
-from tests.crashkit import REPO, Child, wait_group_gone
+from framework.testing import Child, wait_group_gone
+
+REPO = Path(__file__).resolve().parents[1]
 
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
 SPARK_CLASS = SPARK_HOME / "bin" / "spark-class"

@@ -3,11 +3,11 @@
 Every crash test starts real ``ninelives run`` children, and each child JVM spends
 seconds of CPU loading and verifying the same Spark and Delta classes. One normal child
 run with ``-XX:ArchiveClassesAtExit`` dumps them into a dynamic CDS archive;
-:func:`tests.crashkit.child_env` then maps it into every child
+:func:`framework.testing.child_env` then maps it into every child
 (``-XX:SharedArchiveFile``). ``make test`` builds it once (``.cache/cds/``, rebuilt when
 the jars or the venv change), in the background, while the tests that start no child
 run; a child that starts before it is there waits for it
-(:func:`tests.crashkit.wait_for_archive`)::
+(:func:`framework.testing.children.wait_for_archive`)::
 
     python -m tests.jvm_archive [--background] .cache/cds/child.jsa
 
@@ -18,6 +18,7 @@ fast a child starts, never what it writes or when a kill lands.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -27,8 +28,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from framework.testing import ChildJvm, child_env, write_conf
+from framework.testing.children import archive_builder, archive_building
 from jobs.landing import ORDERS_FOLDER
-from tests.crashkit import REPO, archive_builder, archive_building, child_env, write_conf
+
+REPO = Path(__file__).resolve().parents[1]
 
 DAYS = (dt.date(2024, 1, 1), dt.date(2024, 1, 2))
 
@@ -65,7 +69,7 @@ def build(archive: Path) -> None:
             land(base / "landing", day)
         conf = write_conf(base / "ninelives.toml", base / "landing")
         dumped = base / "child.jsa"
-        env = child_env(archive=None)
+        env = child_env(jvm=dataclasses.replace(ChildJvm.from_environment(REPO), cds_archive=None))
         dump = f"-XX:ArchiveClassesAtExit={dumped}"
         env["JAVA_TOOL_OPTIONS"] = f"{env.get('JAVA_TOOL_OPTIONS', '')} {dump}".strip()
         run = [sys.executable, "-m", "framework.cli", "run", "orders_daily"]

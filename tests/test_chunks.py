@@ -23,8 +23,7 @@ from framework.engine.chunks import Manifest, cut, resumable
 from framework.engine.runner import RunReport, RunRequest, run_job, stale_partitions
 from framework.lake.sources import InputFile
 from framework.state.ledger import COMPLETE, FAILED, RUNNING, PartitionState
-from jobs.landing import seed_orders
-from tests.crashkit import (
+from framework.testing import (
     KILLED,
     Lake,
     Reference,
@@ -36,6 +35,8 @@ from tests.crashkit import (
     run_child,
     tagged_commits,
 )
+from jobs.landing import seed_orders
+from jobs.orders_daily import JOB as ORDERS_DAILY
 
 D1 = dt.date(2024, 1, 1)
 FILES = 2
@@ -68,8 +69,8 @@ def unit(landing: Path) -> int:
 @pytest.fixture(scope="module")
 def one_pass(spark: SparkSession, landing: Path, tmp_path_factory) -> Reference:
     """The same date in one pass (the default unit holds it whole)."""
-    lake = new_lake(tmp_path_factory.mktemp("one-pass"), landing)
-    return reference_run(spark, lake.config, [D1])
+    lake = new_lake(tmp_path_factory.mktemp("one-pass"), landing, ORDERS_DAILY)
+    return reference_run(spark, lake.config, [D1], ORDERS_DAILY)
 
 
 def run_chunked(spark: SparkSession, lake: Lake, unit: int, **options) -> RunReport:
@@ -113,7 +114,7 @@ def test_a_date_bigger_than_a_unit_goes_in_chunks_equals_one_pass_and_reprocesse
     a forced rerun in chunks deletes the keys that vanished with it, as one pass would."""
     mine = tmp_path / "landing"
     shutil.copytree(landing, mine)
-    lake = new_lake(tmp_path / "chunked", mine)
+    lake = new_lake(tmp_path / "chunked", mine, ORDERS_DAILY)
     report = run_chunked(spark, lake, unit)
 
     assert_recovered(spark, lake, one_pass)
@@ -128,7 +129,8 @@ def test_a_date_bigger_than_a_unit_goes_in_chunks_equals_one_pass_and_reprocesse
     (mine / "orders" / f"order_date={D1}" / f"part-{FILES - 1:05d}.json").unlink()
     run_chunked(spark, lake, unit, force=True)
 
-    reference = reference_run(spark, new_lake(tmp_path / "one-pass", mine).config, [D1])
+    one_pass_lake = new_lake(tmp_path / "one-pass", mine, ORDERS_DAILY)
+    reference = reference_run(spark, one_pass_lake.config, [D1], ORDERS_DAILY)
     assert_recovered(spark, lake, reference)
 
 
@@ -149,7 +151,7 @@ def test_a_kill_in_a_date_in_chunks_then_the_rerun_does_only_the_missing_chunks(
 ) -> None:
     mine = tmp_path / "landing"
     shutil.copytree(landing, mine)
-    lake = new_lake(tmp_path, mine)
+    lake = new_lake(tmp_path, mine, ORDERS_DAILY)
     expect_exit(run_child(lake, [D1], "--unit-size", str(unit), crash_at=crash_at), KILLED)
     done = FILES - len(redone)
     assert sorted(c for _, c in chunk_commits(lake)) == list(range(done))

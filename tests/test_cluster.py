@@ -34,20 +34,21 @@ from framework.core.config import load_config
 from framework.core.keys import KEY_COLUMN
 from framework.lake.tables import Lakehouse
 from framework.state.ledger import COMPLETE, Ledger
-from jobs.landing import sample_dates, seed_orders
-from tests.clusterkit import StandaloneCluster, build_wheel, standalone_cluster, start_submit
-from tests.crashkit import (
-    JOB_NAME,
+from framework.testing import (
     KILLED,
-    REPO,
-    TARGET,
     Child,
     assert_recovered,
     committed_partitions,
     expect_exit,
     reference_run,
 )
+from jobs.landing import sample_dates, seed_orders
+from jobs.orders_daily import JOB as ORDERS_DAILY
+from tests.clusterkit import REPO, StandaloneCluster, build_wheel, standalone_cluster, start_submit
 from tests.helpers import assert_same_rows
+
+JOB_NAME = ORDERS_DAILY.name
+TARGET = ORDERS_DAILY.sink.table
 
 DAYS = 2
 ROWS_PER_DAY = 100
@@ -109,7 +110,7 @@ def test_spark_submit_on_a_standalone_cluster_survives_kill_9_of_the_driver(
         reference_config = load_config(
             write_conf(tmp_path / "reference.toml", landing), lakehouse=str(reference_root)
         )
-        reference = reference_run(spark, reference_config, DATES)
+        reference = reference_run(spark, reference_config, DATES, ORDERS_DAILY)
         mark = phase("seed + reference", started)
 
         wheel = build_wheel(tmp_path / "wheel")

@@ -5,12 +5,12 @@ the watermark job ``orders_incremental`` at every crash point) in its own proces
 group, killed with SIGKILL of the whole group: at a named crash point, at a random
 instant, or the moment the filesystem shows a commit in flight. Named points inside
 Delta's own writes (each table's first commit, a checkpoint; issue 13) are the crash
-kit's file system (``tests/crashkit.py``, ``JVM_POINTS``), which kills the group from
+kit's file system (:mod:`framework.testing`, ``JVM_POINTS``), which kills the group from
 inside the JVM at that instant. The rerun that follows
-is ``run_job`` in the test's own session (:func:`tests.crashkit.rerun`): the same
+is ``run_job`` in the test's own session (:func:`framework.testing.rerun`): the same
 planning, healing and lease takeover as the command line, minus a JVM start. The
 takeover test reruns on the command line, which is what it is about. "Recovered" is
-:func:`tests.crashkit.assert_recovered`: ledger complete with counts that add up,
+:func:`framework.testing.assert_recovered`: ledger complete with counts that add up,
 target equal to an uninterrupted run into another lakehouse in every non-audit column,
 quarantine equal too.
 
@@ -44,13 +44,8 @@ from framework.core.keys import KEY_COLUMN
 from framework.engine.job import Job
 from framework.ops.history import HistoryObserver, RunHistory
 from framework.state.ledger import COMPLETE, Ledger
-from jobs.landing import sample_dates, seed_orders
-from jobs.orders_daily import JOB as ORDERS_DAILY
-from jobs.orders_incremental import JOB as ORDERS_INCREMENTAL
-from tests.crashkit import (
-    JOB_NAME,
+from framework.testing import (
     KILLED,
-    REPO,
     Lake,
     Reference,
     assert_log_has_no_gap,
@@ -71,6 +66,12 @@ from tests.crashkit import (
     run_child,
     start_run,
 )
+from jobs.landing import sample_dates, seed_orders
+from jobs.orders_daily import JOB as ORDERS_DAILY
+from jobs.orders_incremental import JOB as ORDERS_INCREMENTAL
+
+REPO = Path(__file__).resolve().parents[1]
+JOB_NAME = ORDERS_DAILY.name
 
 DAYS = 3
 D1, D2, D3 = DATES = sample_dates(DAYS)
@@ -256,7 +257,7 @@ def test_random_kills_then_a_rerun_equal_an_uninterrupted_run(
     seed = int(os.environ.get("NINELIVES_CRASH_SEED") or random.SystemRandom().randrange(2**32))
     print(f"random kill seed {seed}; replay with NINELIVES_CRASH_SEED={seed}")
     rng = random.Random(seed)
-    lake = new_lake(tmp_path, landing)
+    lake = new_lake(tmp_path, landing, ORDERS_DAILY)
 
     history = []
     all_complete = False
@@ -287,7 +288,7 @@ def test_kill_during_the_target_merge_commit(
     """Two kills in the MERGE of D2, then a rerun: first the instant its data files
     appear in the partition folder (written, not committed), then, in the run that
     takes over, the instant its commit file appears in ``_delta_log`` (mid-commit)."""
-    lake = new_lake(tmp_path, landing, template=first_day_done)
+    lake = new_lake(tmp_path, landing, ORDERS_DAILY, template=first_day_done)
     partition_dir = lake.target_path / f"order_date={D2}"
     log_dir = lake.target_path / "_delta_log"
 
@@ -320,7 +321,7 @@ def test_kill_during_the_ledger_write_that_follows_the_target_commit(
 ) -> None:
     """Once D2's target commit exists, SIGKILL at the first file of the next ledger
     write (the one that would record ``complete``): data committed, ledger behind."""
-    lake = new_lake(tmp_path, landing, template=first_day_done)
+    lake = new_lake(tmp_path, landing, ORDERS_DAILY, template=first_day_done)
     target_before = max(log_versions(lake.target_path))
     ledger_before: set[str] | None = None
 
@@ -383,7 +384,7 @@ def assert_rerun_recovers(spark: SparkSession, lake: Lake, reference: Reference)
 def test_a_kill_inside_a_tables_first_commit_then_a_rerun_equals_an_uninterrupted_run(
     spark, tmp_path, landing, reference, crash_at
 ) -> None:
-    lake = new_lake(tmp_path, landing)
+    lake = new_lake(tmp_path, landing, ORDERS_DAILY)
     killed_inside_first_commit(lake, crash_at)
     assert_rerun_recovers(spark, lake, reference)
 
@@ -395,9 +396,9 @@ def test_a_kill_inside_the_quarantines_first_commit_and_issue_13s_empty_log_fold
     of that lakehouse is issue 13's reproduction: its quarantine folder holds only an
     empty ``_delta_log/``, as when the kill lands before the commit is staged. Both
     reruns recover; before issue 13, every rerun of the copy failed DELTA_TABLE_NOT_FOUND."""
-    lake = new_lake(tmp_path / "staged", landing)
+    lake = new_lake(tmp_path / "staged", landing, ORDERS_DAILY)
     quarantine = killed_inside_first_commit(lake, QUARANTINE_FIRST_COMMIT)
-    reproduction = new_lake(tmp_path / "empty-log", landing, template=lake.root)
+    reproduction = new_lake(tmp_path / "empty-log", landing, ORDERS_DAILY, template=lake.root)
     emptied = reproduction.root / quarantine.relative_to(lake.root)
     shutil.rmtree(emptied)
     (emptied / "_delta_log").mkdir(parents=True)
@@ -414,7 +415,7 @@ def test_a_kill_while_delta_writes_a_checkpoint_then_a_rerun_equals_an_uninterru
     """The ledger checkpoints every second version here, so D2's run writes one: killed
     with the checkpoint (or the ``_last_checkpoint`` hint after it) written beside its
     final name, not yet renamed into place."""
-    lake = new_lake(tmp_path, landing, template=first_day_done)
+    lake = new_lake(tmp_path, landing, ORDERS_DAILY, template=first_day_done)
     spark.sql(
         f"ALTER TABLE delta.`{lake.ledger_path}` "
         "SET TBLPROPERTIES ('delta.checkpointInterval' = '2')"
@@ -431,7 +432,7 @@ def test_a_kill_as_the_lease_renewer_commits_then_a_rerun_equals_an_uninterrupte
 ) -> None:
     """Leases of 3 s are renewed every second, in the renewer's own thread: the first
     renewal of D2's lease takes the whole group down, wherever the main thread is."""
-    lake = new_lake(tmp_path, landing, template=first_day_done)
+    lake = new_lake(tmp_path, landing, ORDERS_DAILY, template=first_day_done)
     with lake.conf.open("a") as conf:
         conf.write("\n[run]\nlease_seconds = 3\n")
     expect_exit(run_child(lake, TWO_DAYS, crash_at=RENEWAL_POINT), KILLED)
@@ -454,7 +455,7 @@ HELD = re.compile(
 def test_two_runners_on_the_same_dates_one_works_the_other_exits_3(
     spark, tmp_path, landing, reference
 ) -> None:
-    lake = new_lake(tmp_path, landing)
+    lake = new_lake(tmp_path, landing, ORDERS_DAILY)
     first, second = start_run(lake, TWO_DAYS), start_run(lake, TWO_DAYS)
     for child in (first, second):
         child.wait()
@@ -484,7 +485,7 @@ def test_two_runners_on_the_same_dates_one_works_the_other_exits_3(
 def test_two_runners_on_different_dates_both_finish_and_no_commit_is_lost(
     spark, tmp_path, landing, reference
 ) -> None:
-    lake = new_lake(tmp_path, landing)  # fresh: they even race to create the tables
+    lake = new_lake(tmp_path, landing, ORDERS_DAILY)  # fresh: they even race to create the tables
     first, second = start_run(lake, [D1]), start_run(lake, [D2])
     for child in (first, second):
         child.wait()
@@ -506,7 +507,7 @@ def test_two_runners_on_different_dates_both_finish_and_no_commit_is_lost(
 def test_a_runner_killed_holding_its_lease_is_taken_over_by_the_next_plain_run(
     spark, tmp_path, landing, first_day_done, reference, capsys
 ) -> None:
-    lake = new_lake(tmp_path, landing, template=first_day_done)
+    lake = new_lake(tmp_path, landing, ORDERS_DAILY, template=first_day_done)
     dead = run_child(lake, [D2], crash_at=f"after_claim@{D2}")
     expect_exit(dead, KILLED)
     claimed = partition_state(spark, lake, D2)

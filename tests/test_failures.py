@@ -39,8 +39,8 @@ from framework.engine.runner import RunRequest, run_job
 from framework.lake.sinks import MergeSink
 from framework.lake.tables import Lakehouse
 from framework.state.ledger import COMPLETE, FAILED, Ledger
+from framework.testing import child_env
 from jobs.orders_daily import JOB as ORDERS
-from tests.crashkit import child_env
 
 
 def failure(action) -> BaseException:

@@ -24,10 +24,12 @@ from framework.lake.tables import Lakehouse
 from framework.ops import native
 from framework.ops.history import HistoryObserver, RunHistory
 from framework.state.ledger import COMPLETE, FAILED, RUNNING, Ledger, PartitionState, utcnow
+from framework.testing import child_env, commit_operations, new_lake, run_args
 from jobs.orders_daily import JOB as ORDERS
 from jobs.revenue_daily import JOB as REVENUE
-from tests.crashkit import REPO, child_env, commit_operations, new_lake, run_args
 from tests.helpers import dead_pid, running
+
+REPO = Path(__file__).resolve().parents[1]
 
 D1, D2, D3, MISSING = (dt.date(2024, 1, d) for d in (1, 2, 3, 4))
 JOBS = (ORDERS.name, REVENUE.name)
@@ -154,7 +156,7 @@ def test_a_rerun_with_nothing_to_do_needs_no_java_and_one_with_work_does(
     """With JAVA_HOME pointing nowhere, a JVM cannot start: the
     rerun of complete dates still exits 0 with its summary; a date to process, or
     NINELIVES_NATIVE=0, fails for want of Java."""
-    lake = new_lake(tmp_path, sample_landing)
+    lake = new_lake(tmp_path, sample_landing, ORDERS)
     run_job(spark, lake.lakehouse, ORDERS, RunRequest.for_dates([D1, D2]))
     env = {**child_env(), "JAVA_HOME": str(tmp_path / "no-java")}  # Spark's launcher uses it
 

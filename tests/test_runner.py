@@ -15,9 +15,9 @@ from framework.core.keys import KEY_COLUMN
 from framework.engine.runner import RunRequest, run_job
 from framework.lake.tables import Lakehouse
 from framework.state.ledger import COMPLETE, FAILED, Ledger
+from framework.testing import commit_operations
 from jobs.orders_daily import JOB as ORDERS
 from jobs.revenue_daily import JOB as REVENUE
-from tests.crashkit import commit_operations
 from tests.helpers import assert_same_rows, delta_versions
 
 DATES = [dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)]

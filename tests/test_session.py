@@ -6,7 +6,7 @@ from pathlib import Path
 
 from framework.core.config import Config
 from framework.lake.session import get_or_create_session
-from tests.crashkit import child_env
+from framework.testing import child_env
 from tests.helpers import TEST_JAVA_OPTIONS
 
 
@@ -29,7 +29,7 @@ def test_the_configs_driver_java_options_are_kept_beside_the_quiet_log_switch(sp
 
 def seed_command(lakehouse: Path, *flags: str) -> subprocess.CompletedProcess[str]:
     """``ninelives seed`` of one small date, as a separate process with its own (light,
-    :func:`tests.crashkit.child_env`) JVM."""
+    :func:`framework.testing.child_env`) JVM."""
     argv = [sys.executable, "-m", "framework.cli", "seed", "--days", "1", "--rows-per-day", "5"]
     argv += ["--lakehouse", str(lakehouse), *flags]
     return subprocess.run(

@@ -17,8 +17,8 @@ from framework.lake.commits import CommitTag, write_marker
 from framework.lake.quarantine import quarantine_table
 from framework.lake.tables import Lakehouse
 from framework.state.ledger import COMPLETE, FAILED, Ledger
+from framework.testing import commit_operations, tagged_commits
 from jobs.orders_daily import JOB as ORDERS
-from tests.crashkit import commit_operations, tagged_commits
 from tests.helpers import assert_same_rows
 
 D1, D2, D3 = DATES = [dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)]
