@@ -1,16 +1,19 @@
-"""Shared test helpers: reading tables and comparing them without audit columns, and
-ledger states of runners that are alive or dead."""
+"""Shared test helpers: running a job, reading tables and comparing them without audit
+columns, and ledger states of runners that are alive or dead."""
 
 from __future__ import annotations
 
 import datetime as dt
 import subprocess
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 
 from framework.core.config import Config
+from framework.engine.job import Job
+from framework.engine.runner import RunObserver, RunReport, RunRequest, run_job
 from framework.lake.sinks import AUDIT_COLUMNS
 from framework.lake.tables import Lakehouse
 from framework.state.leases import this_host
@@ -102,3 +105,27 @@ def running(
         lease_expires_at=now + dt.timedelta(seconds=expires_in),
         started_at=now,
     )
+
+
+def run(
+    spark: SparkSession,
+    lake: Config | Lakehouse,
+    job: Job,
+    dates: Iterable[dt.date] = (),
+    *,
+    observers: Sequence[RunObserver] = (),
+    **options: object,
+) -> RunReport:
+    """Run ``job`` in this session over ``dates`` (none: a watermark job's window, or
+    ``only_failed``); ``options`` are :class:`RunRequest`'s."""
+    lakehouse = lake if isinstance(lake, Lakehouse) else Lakehouse(lake.lakehouse)
+    return run_job(
+        spark, lakehouse, job, RunRequest.for_dates(dates, **options), observers=observers
+    )
+
+
+def run_date(
+    spark: SparkSession, lake: Config | Lakehouse, job: Job, day: dt.date, **options: object
+) -> PartitionState:
+    """Run ``job`` for ``day`` alone: the state its last attempt ended in."""
+    return run(spark, lake, job, [day], **options).results[-1]

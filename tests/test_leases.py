@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from framework.engine.runner import RunRequest, reconcile, run_job
+from framework.engine.runner import reconcile
 from framework.engine.unit import process_unit
 from framework.lake.tables import Lakehouse
 from framework.state.leases import held_message, this_host
 from framework.state.ledger import COMPLETE, FAILED, Ledger, PartitionState
 from jobs.orders_daily import JOB as ORDERS
-from tests.helpers import dead_pid, delta_versions, running
+from tests.helpers import dead_pid, delta_versions, run, running
 
 D1, D2, D3 = dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)
 
@@ -86,7 +86,7 @@ def test_a_live_lease_is_not_taken_then_a_dead_owner_is(spark, sample_config, li
     ledger = ledger_of(sample_config)
     lake = Lakehouse(sample_config.lakehouse)
     ledger.record(running(D1, live_process.pid))
-    report = run_job(spark, lake, ORDERS, RunRequest.for_dates([D1, D2]))
+    report = run(spark, lake, ORDERS, [D1, D2])
     assert report.exit_code == 3
     assert set(report.held) == {D1}
     assert [(r.partition, r.state) for r in report.results] == [(D2, COMPLETE)]
@@ -95,32 +95,27 @@ def test_a_live_lease_is_not_taken_then_a_dead_owner_is(spark, sample_config, li
 
     live_process.kill()
     live_process.wait()
-    again = run_job(spark, lake, ORDERS, RunRequest.for_dates([D1, D2]))
+    again = run(spark, lake, ORDERS, [D1, D2])
     assert again.exit_code == 0
     assert [(r.partition, r.state, r.attempt) for r in again.results] == [(D1, COMPLETE, 2)]
 
 
 def test_an_expired_lease_of_another_host_is_taken_over(spark, sample_config) -> None:
     ledger_of(sample_config).record(running(D1, 1, host="elsewhere", expires_in=-1))
-    report = run_job(spark, Lakehouse(sample_config.lakehouse), ORDERS, RunRequest.for_dates([D1]))
+    report = run(spark, sample_config, ORDERS, [D1])
     assert report.exit_code == 0 and report.results[0].attempt == 2
 
 
 def test_a_live_lease_of_another_host_is_not_taken(spark, sample_config) -> None:
     ledger_of(sample_config).record(running(D1, dead_pid(), host="elsewhere"))
-    report = run_job(spark, Lakehouse(sample_config.lakehouse), ORDERS, RunRequest.for_dates([D1]))
+    report = run(spark, sample_config, ORDERS, [D1])
     assert report.exit_code == 3 and report.results == []
 
 
 def test_wait_waits_for_the_holder_to_finish(spark, sample_config) -> None:
     ledger = ledger_of(sample_config)
     ledger.record(running(D1, 1, host="elsewhere", expires_in=6))
-    report = run_job(
-        spark,
-        Lakehouse(sample_config.lakehouse),
-        ORDERS,
-        RunRequest.for_dates([D1], wait=True, wait_poll_seconds=1.0),
-    )
+    report = run(spark, sample_config, ORDERS, [D1], wait=True, wait_poll_seconds=1.0)
     assert report.exit_code == 0 and [r.attempt for r in report.results] == [2]
 
 
@@ -147,7 +142,7 @@ def test_a_committed_but_unrecorded_unit_is_healed_without_recompute(
     target = Path(lake.table("silver.orders").path)
     commits = delta_versions(target)
 
-    report = run_job(spark, lake, ORDERS, RunRequest.for_dates(partitions))
+    report = run(spark, lake, ORDERS, partitions)
     assert report.exit_code == 0 and report.results == []
     assert [(h.partition, h.state, h.attempt, h.run_id) for h in report.healed] == [
         (p, COMPLETE, 1, "crashed-run") for p in partitions

@@ -16,12 +16,12 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from framework.core.config import Config
-from framework.engine.runner import RunReport, RunRequest, run_job
+from framework.engine.runner import RunReport
 from framework.lake.tables import Lakehouse
 from framework.ops.history import HistoryObserver, RunHistory
 from framework.state.ledger import COMPLETE, Ledger
 from jobs.orders_daily import JOB as ORDERS
-from tests.helpers import assert_same_rows
+from tests.helpers import assert_same_rows, run
 
 DAY = dt.date(2024, 1, 1)
 QUARANTINE = f"_ninelives.quarantine_{ORDERS.name}"
@@ -53,10 +53,8 @@ LEFTOVERS = {
 
 
 def run_day(spark: SparkSession, lake: Lakehouse) -> RunReport:
-    history = RunHistory.of(spark, lake)
-    return run_job(
-        spark, lake, ORDERS, RunRequest.for_dates([DAY]), observers=[HistoryObserver(history)]
-    )
+    """A run of ``DAY`` that also appends to the run history, the fourth table."""
+    return run(spark, lake, ORDERS, [DAY], observers=[HistoryObserver(RunHistory.of(spark, lake))])
 
 
 def test_every_table_is_created_over_what_a_killed_first_commit_left(

@@ -20,11 +20,12 @@ from pathlib import Path
 import pytest
 
 from framework.cli.observe import observe_run
-from framework.engine.runner import Plan, RunReport, RunRequest, run_job
+from framework.engine.runner import Plan, RunReport
 from framework.lake.tables import Lakehouse
 from framework.ops.alerts import AlertObserver, build_alert
 from framework.state.ledger import Ledger, PartitionState
 from jobs.orders_daily import JOB as ORDERS
+from tests.helpers import run
 
 D1, D2 = dt.date(2024, 1, 1), dt.date(2024, 1, 2)
 SECRET_PATH = "/services/T0NINE/B0LIVES/xoxb-s3cr3t-t0ken"
@@ -71,12 +72,6 @@ def ledger_states(spark, config):
     return ledger.states(ORDERS.name)[ORDERS.name]
 
 
-def run(spark, config, dates, observers):
-    return run_job(
-        spark, Lakehouse(config.lakehouse), ORDERS, RunRequest.for_dates(dates), observers=observers
-    )
-
-
 def without_landing(config, day: dt.date):
     shutil.rmtree(Path(config.lakehouse.landing) / "orders" / f"order_date={day}")
 
@@ -87,7 +82,7 @@ def test_a_failed_run_posts_a_slack_compatible_alert(spark, sample_config, webho
     observer = AlertObserver(
         webhook.url, warnings.append, cli_options=" --lakehouse /lake", host="etl-7"
     )
-    report = run(spark, sample_config, [D2], [observer])
+    report = run(spark, sample_config, ORDERS, [D2], observers=[observer])
     assert report.exit_code == 1 and warnings == []
     [(path, content_type, payload)] = webhook.received
     assert (path, content_type) == (SECRET_PATH, "application/json")
@@ -124,7 +119,7 @@ def test_quarantine_above_the_warning_ratio_alerts_and_below_does_not(
     warnings: list[str] = []
     strict = AlertObserver(webhook.url, warnings.append, warn_ratio=0.001)
     lenient = AlertObserver(webhook.url, warnings.append, warn_ratio=0.5)
-    report = run(spark, sample_config, [D1], [strict, lenient])
+    report = run(spark, sample_config, ORDERS, [D1], observers=[strict, lenient])
     assert report.exit_code == 0 and warnings == []
     done = ledger_states(spark, sample_config)[D1]
     ratio = done.rows_rejected / done.rows_read
@@ -159,7 +154,7 @@ def test_a_failing_webhook_is_one_warning_that_never_shows_the_url(
     with observe_run(
         args, sample_config, spark, env={"NINELIVES_WEBHOOK_URL": webhook.url}, stderr=stderr
     ) as observers:
-        report = run(spark, sample_config, [D2], observers)
+        report = run(spark, sample_config, ORDERS, [D2], observers=observers)
     assert report.exit_code == 1
     assert len(webhook.received) == 1  # it was called ...
     # ... and its failure is one line, without the URL or any part of it.

@@ -21,11 +21,12 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from framework.engine.runner import Plan, RunReport, RunRequest, run_job
+from framework.engine.runner import Plan, RunReport
 from framework.lake.tables import Lakehouse
 from framework.ops.metrics import MetricsObserver
 from framework.state.ledger import Ledger
 from jobs.orders_daily import JOB as ORDERS
+from tests.helpers import run
 
 PUSHGATEWAY = shutil.which("prometheus-pushgateway") or "/usr/bin/prometheus-pushgateway"
 D1, D2 = dt.date(2024, 1, 1), dt.date(2024, 1, 2)
@@ -88,21 +89,12 @@ def value(samples, name: str, **labels: str) -> float:
     return samples[(name, frozenset(labels.items()))]
 
 
-def run(spark, config, dates, observers):
-    return run_job(
-        spark,
-        Lakehouse(config.lakehouse),
-        ORDERS,
-        RunRequest.for_dates(dates),
-        observers=observers,
-    )
-
-
 def test_run_metrics_reach_the_pushgateway_and_keep_the_last_success(
     spark, sample_config, pushgateway
 ) -> None:
     warnings: list[str] = []
-    good = run(spark, sample_config, [D1], [MetricsObserver(pushgateway, warnings.append)])
+    observers = [MetricsObserver(pushgateway, warnings.append)]
+    good = run(spark, sample_config, ORDERS, [D1], observers=observers)
     assert good.exit_code == 0 and warnings == []
     states = Ledger(spark, Lakehouse(sample_config.lakehouse).framework_table("ledger")).states(
         ORDERS.name
@@ -128,7 +120,8 @@ def test_run_metrics_reach_the_pushgateway_and_keep_the_last_success(
 
     # A failed run replaces the run's figures but leaves the last success in place.
     shutil.rmtree(Path(sample_config.lakehouse.landing) / "orders" / f"order_date={D2}")
-    bad = run(spark, sample_config, [D1, D2], [MetricsObserver(pushgateway, warnings.append)])
+    observers = [MetricsObserver(pushgateway, warnings.append)]
+    bad = run(spark, sample_config, ORDERS, [D1, D2], observers=observers)
     assert bad.exit_code == 1 and warnings == []
     samples = scrape(pushgateway, ORDERS.name)
     assert {

@@ -32,7 +32,7 @@ from framework.cli.observe import observe_run
 from framework.cli.report import cmd_report
 from framework.cli.status import cmd_status
 from framework.core.config import Config
-from framework.engine.runner import RunReport, RunRequest, run_job
+from framework.engine.runner import RunReport
 from framework.lake.tables import Lakehouse
 from framework.ops.history import RunHistory
 from framework.ops.partition_calendar import STATE_COLOURS, render_calendar
@@ -41,7 +41,7 @@ from framework.state.leases import this_host
 from framework.state.ledger import Ledger, PartitionState
 from jobs.orders_daily import JOB as ORDERS
 from tests.conftest import TEST_SPARK
-from tests.helpers import delta_versions
+from tests.helpers import delta_versions, run
 
 D1, D2, D3 = dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)
 REPO = Path(__file__).resolve().parents[1]
@@ -84,13 +84,7 @@ def run_namespace(scenario_lake: str, start: dt.date, end: dt.date, **extra: obj
 
 def observed_run(spark, config: Config, dates: list[dt.date], args, stderr: io.StringIO):
     with observe_run(args, config, spark, env={}, stderr=stderr) as observers:
-        return run_job(
-            spark,
-            Lakehouse(config.lakehouse),
-            ORDERS,
-            RunRequest.for_dates(dates),
-            observers=observers,
-        )
+        return run(spark, config, ORDERS, dates, observers=observers)
 
 
 @pytest.fixture(scope="module")

@@ -12,20 +12,15 @@ from pyspark.sql import functions as F
 
 from framework.core.config import Config
 from framework.core.keys import KEY_COLUMN
-from framework.engine.runner import RunRequest, run_job
 from framework.lake.tables import Lakehouse
 from framework.state.ledger import COMPLETE, FAILED, Ledger
 from jobs.orders_daily import JOB as ORDERS
 from jobs.revenue_daily import JOB as REVENUE
 from tests.crashkit import commit_operations
-from tests.helpers import assert_same_rows, delta_versions
+from tests.helpers import assert_same_rows, delta_versions, run
 
 DATES = [dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)]
 KEY = ("source_id", "order_date", "event_type")
-
-
-def run(spark, config: Config, job, dates, **options):
-    return run_job(spark, Lakehouse(config.lakehouse), job, RunRequest.for_dates(dates, **options))
 
 
 def landing_lines(config: Config, day: dt.date) -> list[str]:

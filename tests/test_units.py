@@ -12,20 +12,16 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from framework.core.config import Config, ConfigError, config_from_mapping, parse_size
-from framework.engine.runner import RunReport, RunRequest, pack, run_job
+from framework.engine.runner import RunReport, RunRequest, pack
 from framework.lake.quarantine import quarantine_table
 from framework.lake.sinks import CommitTag, write_marker
 from framework.lake.tables import Lakehouse
 from framework.state.ledger import COMPLETE, FAILED, Ledger
 from jobs.orders_daily import JOB as ORDERS
 from tests.crashkit import commit_operations, tagged_commits
-from tests.helpers import assert_same_rows
+from tests.helpers import assert_same_rows, run
 
 D1, D2, D3 = DATES = [dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)]
-
-
-def run(spark, config: Config, job, dates, **options) -> RunReport:
-    return run_job(spark, Lakehouse(config.lakehouse), job, RunRequest.for_dates(dates, **options))
 
 
 def beside(config: Config, tmp_path: Path, name: str) -> Config:
