@@ -1,11 +1,16 @@
 """Shared test helpers: running a job, reading tables and comparing them without audit
-columns, and ledger states of runners that are alive or dead."""
+columns, ledger states of runners that are alive or dead, a free
+port and a webhook receiver."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import socket
 import subprocess
+import threading
 from collections.abc import Iterable, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from chispa import assert_df_equality
@@ -129,3 +134,42 @@ def run_date(
 ) -> PartitionState:
     """Run ``job`` for ``day`` alone: the state its last attempt ended in."""
     return run(spark, lake, job, [day], **options).results[-1]
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# Chat webhook URLs carry a secret in their path, as Slack's do.
+SECRET_PATH = "/services/T0NINE/B0LIVES/xoxb-s3cr3t-t0ken"
+
+
+class Webhook:
+    """A chat webhook stand-in on 127.0.0.1: records every POST, answers with ``status``.
+    The ``webhook`` fixture starts and stops one."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, str, dict]] = []
+        self.status = 200
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                hook.received.append((self.path, self.headers["Content-Type"], json.loads(body)))
+                self.send_response(hook.status)
+                self.end_headers()
+                self.wfile.write(b"ok" if hook.status == 200 else b"invalid_token")
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{SECRET_PATH}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def secrets(self) -> list[str]:
+        return [self.url, SECRET_PATH, "s3cr3t", f"127.0.0.1:{self.server.server_address[1]}"]

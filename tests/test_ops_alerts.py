@@ -1,4 +1,4 @@
-"""Webhook alerts, received by a local HTTP server on 127.0.0.1.
+"""Webhook alerts, received by a local HTTP server on 127.0.0.1 (the ``webhook`` fixture).
 
 The webhook URL carries a secret path, as Slack's do: no warning or error may show it.
 """
@@ -9,12 +9,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import io
-import json
 import shutil
-import socket
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -25,46 +20,9 @@ from framework.lake.tables import Lakehouse
 from framework.ops.alerts import AlertObserver, build_alert
 from framework.state.ledger import Ledger, PartitionState
 from jobs.orders_daily import JOB as ORDERS
-from tests.helpers import run
+from tests.helpers import SECRET_PATH, free_port, run
 
 D1, D2 = dt.date(2024, 1, 1), dt.date(2024, 1, 2)
-SECRET_PATH = "/services/T0NINE/B0LIVES/xoxb-s3cr3t-t0ken"
-
-
-class Webhook:
-    """A chat webhook stand-in: records every POST, answers with ``status``."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[str, str, dict]] = []
-        self.status = 200
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                hook.received.append((self.path, self.headers["Content-Type"], json.loads(body)))
-                self.send_response(hook.status)
-                self.end_headers()
-                self.wfile.write(b"ok" if hook.status == 200 else b"invalid_token")
-
-            def log_message(self, *args: object) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{SECRET_PATH}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def secrets(self) -> list[str]:
-        return [self.url, SECRET_PATH, "s3cr3t", f"127.0.0.1:{self.server.server_address[1]}"]
-
-
-@pytest.fixture
-def webhook() -> Iterator[Webhook]:
-    hook = Webhook()
-    hook.thread.start()
-    yield hook
-    hook.server.shutdown()
-    hook.server.server_close()
 
 
 def ledger_states(spark, config):
@@ -183,10 +141,7 @@ def test_a_failing_webhook_is_one_warning_that_never_shows_the_url(
 )
 def test_network_errors_do_not_reveal_the_url(url: str, expected: str) -> None:
     if url == "closed-port":
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        url = f"http://127.0.0.1:{port}/services/s3cr3t"
+        url = f"http://127.0.0.1:{free_port()}/services/s3cr3t"
     warnings: list[str] = []
     report = RunReport("orders_daily", "run-x", Plan(frozenset([D2]), frozenset(), False))
     observer = AlertObserver(url, warnings.append, timeout=5)

@@ -12,18 +12,9 @@ import pytest
 from framework.cli import main
 from framework.lake.tables import Lakehouse
 from framework.state.ledger import Ledger
-from tests.test_ops_alerts import SECRET_PATH, Webhook
+from tests.helpers import SECRET_PATH
 
 D2 = "2024-01-02"
-
-
-@pytest.fixture
-def webhook():
-    hook = Webhook()
-    hook.thread.start()
-    yield hook
-    hook.server.shutdown()
-    hook.server.server_close()
 
 
 def test_failed_run_then_status_history_and_report(

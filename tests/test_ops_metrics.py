@@ -11,7 +11,6 @@ import dataclasses
 import datetime as dt
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -26,16 +25,10 @@ from framework.lake.tables import Lakehouse
 from framework.ops.metrics import MetricsObserver
 from framework.state.ledger import Ledger
 from jobs.orders_daily import JOB as ORDERS
-from tests.helpers import run
+from tests.helpers import free_port, run
 
 PUSHGATEWAY = shutil.which("prometheus-pushgateway") or "/usr/bin/prometheus-pushgateway"
 D1, D2 = dt.date(2024, 1, 1), dt.date(2024, 1, 2)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

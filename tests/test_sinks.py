@@ -1,4 +1,5 @@
-"""Both sinks are idempotent, tagged, and write exactly the new data of a partition."""
+"""Both sinks are idempotent, tagged, and write exactly the new data of a partition; the
+empty tagged append records an attempt whose MERGE committed nothing."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from framework.lake.sinks import (
     MergeSink,
     ReplaceSink,
     find_commits,
+    write_marker,
 )
 from framework.lake.tables import Lakehouse
 from tests.helpers import assert_same_rows
@@ -220,3 +222,28 @@ def test_a_stale_attempt_is_fenced_off(spark, config: Config, sink) -> None:
         write(spark, config, sink, [(D1, "a", 999)], D1, 4, run_id="zombie")
     ref = Lakehouse(config.lakehouse).table(sink.table)
     assert [r.qty for r in ref.read(spark).collect()] == [1]
+
+
+def test_marker_records_the_attempt_and_is_fenced_like_any_commit(spark, config) -> None:
+    ref = Lakehouse(config.lakehouse).table("silver.t")
+    df = prepared(spark, [(D1, "a", 1)])
+    MergeSink("silver.t").write(spark, ref, df, "day", CommitTag.single("job", D1, "r", 1))
+    before = ref.read(spark).collect()
+
+    marker = write_marker(spark, ref, df, "day", CommitTag.single("job", D1, "r2", 3))
+    assert marker.operation == "WRITE"
+    assert marker.metric("numFiles") == 0 and marker.metric("numOutputRows") == 0
+    assert marker.metadata["unit"] == 3 and marker.partition(D1)["attempt"] == 3
+    assert ref.read(spark).collect() == before
+
+    with pytest.raises(FencedError):
+        write_marker(spark, ref, df, "day", CommitTag.single("job", D1, "zombie", 2))
+    with pytest.raises(FencedError):
+        MergeSink("silver.t").write(
+            spark,
+            ref,
+            prepared(spark, [(D1, "a", 99)]),
+            "day",
+            CommitTag.single("job", dt.date(2024, 1, 15), "zombie", 2),
+        )
+    assert ref.read(spark).collect() == before
