@@ -1,5 +1,5 @@
 """Shared test helpers: running a job, reading tables and comparing them without audit
-columns, ledger states of runners that are alive or dead, a free
+columns, reading a Delta log, ledger states of runners that are alive or dead, a free
 port and a webhook receiver."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from chispa import assert_df_equality
+from deltalake import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
 from framework.core.config import Config
@@ -74,11 +75,6 @@ def assert_same_rows(actual: DataFrame, expected: DataFrame) -> None:
     )
 
 
-def delta_versions(path: Path) -> int:
-    """Number of commits in a Delta table's log (no Spark needed)."""
-    return len(list((path / "_delta_log").glob("*.json")))
-
-
 def dead_pid() -> int:
     """The pid of a process that has exited: a dead runner's."""
     proc = subprocess.Popen(["true"])
@@ -134,6 +130,30 @@ def run_date(
 ) -> PartitionState:
     """Run ``job`` for ``day`` alone: the state its last attempt ended in."""
     return run(spark, lake, job, [day], **options).results[-1]
+
+
+def delta_version(table: Path | str) -> int:
+    """The latest version of a Delta table, read by delta-rs (no Spark)."""
+    return DeltaTable(str(table)).version()
+
+
+def delta_log(table: Path | str) -> Path:
+    """The ``_delta_log`` folder of a table, for the tests whose point is its raw files
+    (counting checkpoints, planting a commit or what a killed commit leaves)."""
+    return Path(table) / "_delta_log"
+
+
+def commit_unknown_reader_feature(table: Path | str, feature: str) -> None:
+    """Commit by hand, as a newer Delta writer would, a protocol that requires the
+    reader feature ``feature``, which no engine here knows."""
+    protocol = {
+        "minReaderVersion": 3,
+        "minWriterVersion": 7,
+        "readerFeatures": [feature],
+        "writerFeatures": [feature],
+    }
+    commit = delta_log(table) / f"{delta_version(table) + 1:020d}.json"
+    commit.write_text(json.dumps({"protocol": protocol}))
 
 
 def free_port() -> int:

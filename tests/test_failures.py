@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import gzip
-import json
 import shutil
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from framework.lake.tables import Lakehouse
 from framework.state.ledger import COMPLETE, FAILED, Ledger
 from jobs.orders_daily import JOB as ORDERS
 from tests.crashkit import child_env
-from tests.helpers import run
+from tests.helpers import commit_unknown_reader_feature, run
 
 
 def failure(action) -> BaseException:
@@ -221,15 +220,7 @@ def test_a_newer_protocol_fails_at_once_naming_the_feature(
 ) -> None:
     run(spark, sample_config, ORDERS, [DAY], **QUICK_RETRIES)
     path = target_path(sample_config)
-    log = path / "_delta_log"
-    next_version = max(int(p.stem) for p in log.glob("*.json")) + 1
-    protocol = {
-        "minReaderVersion": 3,
-        "minWriterVersion": 7,
-        "readerFeatures": ["timeTravelToTheFuture"],
-        "writerFeatures": ["timeTravelToTheFuture"],
-    }
-    (log / f"{next_version:020d}.json").write_text(json.dumps({"protocol": protocol}))
+    commit_unknown_reader_feature(path, "timeTravelToTheFuture")
 
     [state] = run(spark, sample_config, ORDERS, [D2], **QUICK_RETRIES).results
     assert (state.state, state.attempt) == (FAILED, 1)  # permanent: no retry helps

@@ -12,7 +12,7 @@ from framework.cli import main
 from framework.lake.tables import Lakehouse
 from framework.state.ledger import COMPLETE, Ledger, PartitionState
 from jobs.orders_daily import JOB as ORDERS
-from tests.helpers import assert_same_rows, delta_versions, run, table
+from tests.helpers import assert_same_rows, delta_version, run, table
 
 DATES = [dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)]
 
@@ -74,12 +74,12 @@ def test_a_late_file_makes_its_date_stale_and_only_that_date_reruns(
 
     # A plain rerun does not look; --include-stale reprocesses exactly the stale date.
     assert run(spark, sample_config, ORDERS, DATES).results == []
-    versions = delta_versions(target)
+    version = delta_version(target)
     again = run(spark, sample_config, ORDERS, DATES, include_stale=True)
     assert [
         (r.partition, r.state, r.attempt, r.rows_inserted, r.rows_updated) for r in again.results
     ] == [(DATES[1], COMPLETE, 2, 1, 0)]
-    assert delta_versions(target) == versions + 1
+    assert delta_version(target) == version + 1
     assert (
         table(spark, sample_config, "silver.orders").where("source_id = 'ORD-9999999999'").count()
         == 1

@@ -15,7 +15,7 @@ from framework.lake.tables import Lakehouse
 from framework.state.leases import held_message, this_host
 from framework.state.ledger import COMPLETE, FAILED, Ledger, PartitionState
 from jobs.orders_daily import JOB as ORDERS
-from tests.helpers import dead_pid, delta_versions, run, running
+from tests.helpers import dead_pid, delta_version, run, running
 
 D1, D2, D3 = dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)
 
@@ -140,7 +140,7 @@ def test_a_committed_but_unrecorded_unit_is_healed_without_recompute(
     _abandon_after_writes(spark, sample_config, partitions)
     lake = Lakehouse(sample_config.lakehouse)
     target = Path(lake.table("silver.orders").path)
-    commits = delta_versions(target)
+    version = delta_version(target)
 
     report = run(spark, lake, ORDERS, partitions)
     assert report.exit_code == 0 and report.results == []
@@ -152,7 +152,7 @@ def test_a_committed_but_unrecorded_unit_is_healed_without_recompute(
             healed.rows_written + healed.rows_rejected + healed.rows_duplicate
         )
         assert healed.rows_written == 100 and healed.rows_rejected > 0
-    assert delta_versions(target) == commits  # nothing recomputed, nothing rewritten
+    assert delta_version(target) == version  # nothing recomputed, nothing rewritten
 
 
 def test_reconcile_settles_abandoned_partitions(spark, sample_config) -> None:

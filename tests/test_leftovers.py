@@ -21,7 +21,7 @@ from framework.lake.tables import Lakehouse
 from framework.ops.history import HistoryObserver, RunHistory
 from framework.state.ledger import COMPLETE, Ledger
 from jobs.orders_daily import JOB as ORDERS
-from tests.helpers import assert_same_rows, run
+from tests.helpers import assert_same_rows, delta_log, run
 
 DAY = dt.date(2024, 1, 1)
 QUARANTINE = f"_ninelives.quarantine_{ORDERS.name}"
@@ -29,12 +29,12 @@ QUARANTINE = f"_ninelives.quarantine_{ORDERS.name}"
 
 def empty_log(table: Path) -> None:
     # Delta makes _delta_log/ as it makes the staged-commits folder inside it.
-    (table / "_delta_log" / "_staged_commits").mkdir(parents=True, exist_ok=True)
+    (delta_log(table) / "_staged_commits").mkdir(parents=True, exist_ok=True)
 
 
 def staged_commit(table: Path) -> None:
     empty_log(table)
-    staged = table / "_delta_log" / ".00000000000000000000.json.5f0c1e6a.tmp"
+    staged = delta_log(table) / ".00000000000000000000.json.5f0c1e6a.tmp"
     staged.write_text('{"commitInfo":{"operation":"WRITE"}}\n')
 
 

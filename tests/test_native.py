@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import random
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from framework.state.ledger import COMPLETE, FAILED, STATES, Ledger, PartitionSt
 from jobs.orders_daily import JOB as ORDERS
 from jobs.revenue_daily import JOB as REVENUE
 from tests.crashkit import REPO, child_env, commit_operations, new_lake, run_args
-from tests.helpers import dead_pid, run, running
+from tests.helpers import commit_unknown_reader_feature, dead_pid, delta_log, run, running
 
 D1, D2, D3, MISSING = (dt.date(2024, 1, d) for d in (1, 2, 3, 4))
 JOBS = (ORDERS.name, REVENUE.name)
@@ -87,7 +86,7 @@ def test_both_readers_report_the_same_states_through_a_ledgers_whole_life(
     # A job that depends on another: two jobs in one read.
     run(spark, lake, REVENUE, [D1, D2, D3], observers=recorded())
     agree()
-    assert len(list((path / "_delta_log").glob("*.checkpoint.parquet"))) >= 3
+    assert len(list(delta_log(path).glob("*.checkpoint.parquet"))) >= 3
     assert "OPTIMIZE" in [op for _, op in commit_operations(path)]
     for job in JOBS:
         assert native.recent_runs(lake, job, 10) == history.recent(job, 10)
@@ -193,12 +192,8 @@ def test_a_ledger_delta_rs_cannot_read_is_never_guessed_at(spark, sample_config,
     line and asks Spark, which refuses too, naming the feature; no state is made up."""
     lake = Lakehouse(sample_config.lakehouse)
     run(spark, lake, ORDERS, [D1])
-    log = Path(str(lake.framework_table("ledger").path)) / "_delta_log"
-    version = max(int(p.stem) for p in log.glob("*.json")) + 1
     feature = "timeTravelToTheFuture"
-    protocol = {"minReaderVersion": 3, "minWriterVersion": 7}
-    protocol |= {"readerFeatures": [feature], "writerFeatures": [feature]}
-    (log / f"{version:020d}.json").write_text(json.dumps({"protocol": protocol}))
+    commit_unknown_reader_feature(lake.framework_table("ledger").path, feature)
 
     with pytest.raises(native.NativeUnavailable, match="could not be read without a JVM"):
         native.ledger_states(lake, JOBS)

@@ -17,7 +17,7 @@ from framework.state.ledger import COMPLETE, FAILED, Ledger
 from jobs.orders_daily import JOB as ORDERS
 from jobs.revenue_daily import JOB as REVENUE
 from tests.crashkit import commit_operations
-from tests.helpers import assert_same_rows, delta_versions, run
+from tests.helpers import assert_same_rows, delta_version, run
 
 DATES = [dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)]
 KEY = ("source_id", "order_date", "event_type")
@@ -133,14 +133,14 @@ def test_rerun_when_complete_reads_no_source_and_commits_nothing(spark, sample_c
         Path(lake.table("silver.orders").path),
         Path(lake.framework_table("ledger").path),
     )
-    commits = delta_versions(target), delta_versions(ledger)
+    versions = delta_version(target), delta_version(ledger)
     # Without its source, a rerun can only succeed by not reading it.
     shutil.rmtree(Path(sample_config.lakehouse.landing))
 
     again = run(spark, sample_config, ORDERS, DATES)
     assert again.exit_code == 0
     assert again.plan.to_run == () and again.results == []
-    assert (delta_versions(target), delta_versions(ledger)) == commits
+    assert (delta_version(target), delta_version(ledger)) == versions
 
 
 def test_force_reprocesses_one_date_and_leaves_the_others_untouched(spark, sample_config) -> None:
