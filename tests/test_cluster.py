@@ -1,4 +1,4 @@
-"""spark-submit on a real Spark standalone cluster, kill -9 of the driver, resubmit (issue 6).
+"""spark-submit on a real Spark standalone cluster, kill -9 of the driver, resubmit.
 
 A master and one worker (1 core, 1g) are started from the installed pyspark on
 127.0.0.1 (:mod:`tests.clusterkit`). The project wheel is built once and

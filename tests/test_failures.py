@@ -1,4 +1,4 @@
-"""Every failure a person sees names its root cause, in one line (issue 14).
+"""Every failure a person sees names its root cause, in one line.
 
 Each error here is caused for real, in the test session or in a run: a missing table,
 a file whose checksum no longer matches, a truncated gzip file, a Python exception in

@@ -56,7 +56,7 @@ def test_a_late_file_makes_its_date_stale_and_only_that_date_reruns(
     )
     out = capsys.readouterr().out
     with capsys.disabled():
-        print(out)  # the stale-detection example of issue 8 (pytest -s shows it)
+        print(out)  # what status shows of a stale date (pytest -s shows it)
     assert "stale: its input changed since it completed" in out
     assert out.rstrip().endswith("--include-stale")
     assert "1 stale" in out

@@ -3,8 +3,8 @@
 A kill inside a table's first commit leaves its folder without a commit: an empty
 ``_delta_log/``, one that holds only a staged (temporary) commit file, or data files
 that no commit names. Whatever it left, in every table the framework writes (target,
-quarantine, ledger, run history), the next run creates the table and finishes the work
-(issue 13). The real kills that leave such folders are in ``tests/test_crash.py``.
+quarantine, ledger, run history), the next run creates the table and finishes the work.
+The real kills that leave such folders are in ``tests/test_crash.py``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The control plane without a JVM (issue 17): delta-rs and Spark read the same ledger
+"""The control plane without a JVM: delta-rs and Spark read the same ledger
 and must report the same states, through a ledger's whole life (claims, lease
 renewals, failures, retries, healing, work units, chunk progress, compaction, many
 versions past Delta checkpoints) and through random histories; a rerun with nothing to
