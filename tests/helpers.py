@@ -1,6 +1,6 @@
-"""Shared test helpers: running a job, reading tables and comparing them without audit
-columns, reading a Delta log, ledger states of runners that are alive or dead, a free
-port and a webhook receiver."""
+"""Shared test helpers: running a job and reading its ledger, reading tables and comparing
+them without audit columns, reading a Delta log, ledger states of runners that are alive
+or dead, a free port and a webhook receiver."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from framework.engine.runner import RunObserver, RunReport, RunRequest, run_job
 from framework.lake.sinks import AUDIT_COLUMNS
 from framework.lake.tables import Lakehouse
 from framework.state.leases import this_host
-from framework.state.ledger import RUNNING, PartitionState, utcnow
+from framework.state.ledger import RUNNING, Ledger, PartitionState, utcnow
 
 # Tests move a few hundred rows, so Spark's per-query machinery costs more than the
 # data. Each setting below changes how fast a query of that size runs, never what it
@@ -119,10 +119,8 @@ def run(
 ) -> RunReport:
     """Run ``job`` in this session over ``dates`` (none: a watermark job's window, or
     ``only_failed``); ``options`` are :class:`RunRequest`'s."""
-    lakehouse = lake if isinstance(lake, Lakehouse) else Lakehouse(lake.lakehouse)
-    return run_job(
-        spark, lakehouse, job, RunRequest.for_dates(dates, **options), observers=observers
-    )
+    request = RunRequest.for_dates(dates, **options)
+    return run_job(spark, lakehouse_of(lake), job, request, observers=observers)
 
 
 def run_date(
@@ -130,6 +128,23 @@ def run_date(
 ) -> PartitionState:
     """Run ``job`` for ``day`` alone: the state its last attempt ended in."""
     return run(spark, lake, job, [day], **options).results[-1]
+
+
+def lakehouse_of(lake: Config | Lakehouse) -> Lakehouse:
+    """The lakehouse a test's config names (or the lakehouse given)."""
+    return lake if isinstance(lake, Lakehouse) else Lakehouse(lake.lakehouse)
+
+
+def ledger_of(spark: SparkSession, lake: Config | Lakehouse) -> Ledger:
+    """The ledger of ``lake``, to record states by hand or read its rows."""
+    return Ledger(spark, lakehouse_of(lake).framework_table("ledger"))
+
+
+def job_states(
+    spark: SparkSession, lake: Config | Lakehouse, job: str
+) -> dict[dt.date, PartitionState]:
+    """The current state of each partition of the job named ``job``, from the ledger."""
+    return ledger_of(spark, lake).states(job)[job]
 
 
 def delta_version(table: Path | str) -> int:

@@ -19,9 +19,9 @@ from framework.core.expectations import in_range, sql_rule
 from framework.lake.quarantine import quarantine_table
 from framework.lake.sinks import MergeSink
 from framework.lake.tables import Lakehouse
-from framework.state.ledger import COMPLETE, FAILED, Ledger, PartitionState
+from framework.state.ledger import COMPLETE, FAILED, PartitionState
 from jobs.orders_daily import JOB as ORDERS
-from tests.helpers import run, run_date
+from tests.helpers import ledger_of, run, run_date
 
 D, D2 = dt.date(2024, 1, 15), dt.date(2024, 1, 16)
 
@@ -275,7 +275,7 @@ class FlakyStorage:
 
 
 def _attempts(spark, cfg: Config, day: dt.date = D) -> list[tuple[int, str]]:
-    ledger = Ledger(spark, Lakehouse(cfg.lakehouse).framework_table("ledger"))
+    ledger = ledger_of(spark, cfg)
     rows = ledger.frame().where(F.col("partition") == day).where(F.col("seq") == 2).collect()
     return sorted((r.attempt, r.state) for r in rows)
 
@@ -286,8 +286,7 @@ def test_transient_failure_is_retried_then_succeeds(spark, lake) -> None:
     state = run_date(spark, lake, job, D, retry_base_seconds=0.01)
     assert (state.state, state.attempt) == (COMPLETE, 2)
     assert _attempts(spark, lake) == [(1, FAILED), (2, COMPLETE)]
-    ledger = Ledger(spark, Lakehouse(lake.lakehouse).framework_table("ledger"))
-    first = ledger.frame().where("attempt = 1 AND state = 'failed'").first()
+    first = ledger_of(spark, lake).frame().where("attempt = 1 AND state = 'failed'").first()
     assert first.error_class == "ConnectionResetError"
     # The message names the line that raised it, here FlakyStorage.read.
     assert first.error_message.startswith(f"connection reset by peer (at {__file__}:"), first

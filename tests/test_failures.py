@@ -36,10 +36,10 @@ from framework.core.errors import SourceMissingError
 from framework.core.failures import describe, root_cause
 from framework.lake.sinks import MergeSink
 from framework.lake.tables import Lakehouse
-from framework.state.ledger import COMPLETE, FAILED, Ledger
+from framework.state.ledger import COMPLETE, FAILED
 from jobs.orders_daily import JOB as ORDERS
 from tests.crashkit import child_env
-from tests.helpers import commit_unknown_reader_feature, run
+from tests.helpers import commit_unknown_reader_feature, job_states, ledger_of, run
 
 
 def failure(action) -> BaseException:
@@ -175,7 +175,7 @@ QUICK_RETRIES = {"retry_base_seconds": 0.01}
 
 def failed_attempts(spark: SparkSession, config: Config, day: dt.date) -> list[tuple]:
     """(attempt, error_class, error_message) of every failed attempt at ``day``."""
-    ledger = Ledger(spark, Lakehouse(config.lakehouse).framework_table("ledger"))
+    ledger = ledger_of(spark, config)
     rows = ledger.frame().where((F.col("partition") == day) & (F.col("state") == FAILED))
     return sorted((r.attempt, r.error_class, r.error_message) for r in rows.collect())
 
@@ -420,8 +420,7 @@ def test_a_driver_out_of_memory_is_recorded_with_what_to_change(
         "raise [spark] driver_memory in the config (spark-submit: --driver-memory), or run "
         "smaller units (--unit-size) or give the job fewer rows per partition, then rerun"
     )
-    ledger = Ledger(spark, Lakehouse(sample_config.lakehouse).framework_table("ledger"))
-    state = ledger.states("orders_swelling")["orders_swelling"][DAY]
+    state = job_states(spark, sample_config, "orders_swelling")[DAY]
     assert (state.state, state.attempt, state.error_class) == (FAILED, 1, "OutOfMemoryError")
     assert state.error_message == message.split(": ", 1)[1]
 

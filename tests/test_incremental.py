@@ -12,7 +12,7 @@ from framework.cli import main
 from framework.lake.tables import Lakehouse
 from framework.state.ledger import COMPLETE, Ledger, PartitionState
 from jobs.orders_daily import JOB as ORDERS
-from tests.helpers import assert_same_rows, delta_version, run, table
+from tests.helpers import assert_same_rows, delta_version, ledger_of, run, table
 
 DATES = [dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)]
 
@@ -109,7 +109,7 @@ def test_lookback_reprocesses_recent_days_idempotently(spark, sample_config) -> 
 def test_a_365_date_plan_is_one_ledger_read(spark, config) -> None:
     start = dt.date(2023, 1, 1)
     dates = [start + dt.timedelta(days=i) for i in range(365)]
-    ledger = Ledger(spark, Lakehouse(config.lakehouse).framework_table("ledger"))
+    ledger = ledger_of(spark, config)
     ledger.record(PartitionState(ORDERS.name, d, 1, COMPLETE, "old-run") for d in dates)
     reads = Ledger.reads
     began = time.monotonic()

@@ -21,7 +21,7 @@ from framework.lake.tables import Lakehouse
 from framework.ops.history import HistoryObserver, RunHistory
 from framework.state.ledger import COMPLETE, Ledger
 from jobs.orders_daily import JOB as ORDERS
-from tests.helpers import assert_same_rows, delta_log, run
+from tests.helpers import assert_same_rows, delta_log, job_states, run
 
 DAY = dt.date(2024, 1, 1)
 QUARANTINE = f"_ninelives.quarantine_{ORDERS.name}"
@@ -77,7 +77,7 @@ def test_every_table_is_created_over_what_a_killed_first_commit_left(
             lake.table(name).read(spark).select(*columns),
             clean.table(name).read(spark).select(*columns),
         )
-    state = Ledger(spark, lake.framework_table("ledger")).states(ORDERS.name)[ORDERS.name][DAY]
+    state = job_states(spark, lake, ORDERS.name)[DAY]
     assert (state.state, state.attempt) == (COMPLETE, 1)
     runs = RunHistory.of(spark, lake).recent(ORDERS.name)
     assert len(runs) == 2 and runs[0].run_id == rerun.run_id

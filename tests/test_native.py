@@ -26,7 +26,14 @@ from framework.state.ledger import COMPLETE, FAILED, STATES, Ledger, PartitionSt
 from jobs.orders_daily import JOB as ORDERS
 from jobs.revenue_daily import JOB as REVENUE
 from tests.crashkit import REPO, child_env, commit_operations, new_lake, run_args
-from tests.helpers import commit_unknown_reader_feature, dead_pid, delta_log, run, running
+from tests.helpers import (
+    commit_unknown_reader_feature,
+    dead_pid,
+    delta_log,
+    job_states,
+    run,
+    running,
+)
 
 D1, D2, D3, MISSING = (dt.date(2024, 1, d) for d in (1, 2, 3, 4))
 JOBS = (ORDERS.name, REVENUE.name)
@@ -135,7 +142,7 @@ def test_stale_dates_and_the_plan_are_the_same_without_a_jvm(spark, sample_confi
     folder = Path(sample_config.lakehouse.landing) / "orders" / f"order_date={D2}"
     first = sorted(folder.glob("part-*"))[0]
     (folder / "part-late.json").write_text(first.read_text().splitlines()[0] + "\n")
-    states = Ledger(spark, lake.framework_table("ledger")).states(ORDERS.name)[ORDERS.name]
+    states = job_states(spark, lake, ORDERS.name)
     dates = [D1, D2, D3]
     assert native.stale(lake, ORDERS, states, dates) == stale_partitions(
         spark, lake, ORDERS, states, dates

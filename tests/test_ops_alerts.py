@@ -16,18 +16,12 @@ import pytest
 
 from framework.cli.observe import observe_run
 from framework.engine.runner import Plan, RunReport
-from framework.lake.tables import Lakehouse
 from framework.ops.alerts import AlertObserver, build_alert
-from framework.state.ledger import Ledger, PartitionState
+from framework.state.ledger import PartitionState
 from jobs.orders_daily import JOB as ORDERS
-from tests.helpers import SECRET_PATH, free_port, run
+from tests.helpers import SECRET_PATH, free_port, job_states, run
 
 D1, D2 = dt.date(2024, 1, 1), dt.date(2024, 1, 2)
-
-
-def ledger_states(spark, config):
-    ledger = Ledger(spark, Lakehouse(config.lakehouse).framework_table("ledger"))
-    return ledger.states(ORDERS.name)[ORDERS.name]
 
 
 def without_landing(config, day: dt.date):
@@ -44,7 +38,7 @@ def test_a_failed_run_posts_a_slack_compatible_alert(spark, sample_config, webho
     assert report.exit_code == 1 and warnings == []
     [(path, content_type, payload)] = webhook.received
     assert (path, content_type) == (SECRET_PATH, "application/json")
-    failed = ledger_states(spark, sample_config)[D2]
+    failed = job_states(spark, sample_config, ORDERS.name)[D2]
     text = payload["text"].splitlines()
     assert text[0] == (
         f":red_circle: ninelives orders_daily run {report.run_id} failed on etl-7: "
@@ -79,7 +73,7 @@ def test_quarantine_above_the_warning_ratio_alerts_and_below_does_not(
     lenient = AlertObserver(webhook.url, warnings.append, warn_ratio=0.5)
     report = run(spark, sample_config, ORDERS, [D1], observers=[strict, lenient])
     assert report.exit_code == 0 and warnings == []
-    done = ledger_states(spark, sample_config)[D1]
+    done = job_states(spark, sample_config, ORDERS.name)[D1]
     ratio = done.rows_rejected / done.rows_read
     assert 0.001 < ratio < 0.5  # the sample data has a few malformed lines per day
     [(_, _, payload)] = webhook.received  # the lenient observer sent nothing

@@ -21,11 +21,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from framework.engine.runner import Plan, RunReport
-from framework.lake.tables import Lakehouse
 from framework.ops.metrics import MetricsObserver
-from framework.state.ledger import Ledger
 from jobs.orders_daily import JOB as ORDERS
-from tests.helpers import free_port, run
+from tests.helpers import free_port, job_states, run
 
 PUSHGATEWAY = shutil.which("prometheus-pushgateway") or "/usr/bin/prometheus-pushgateway"
 D1, D2 = dt.date(2024, 1, 1), dt.date(2024, 1, 2)
@@ -89,10 +87,7 @@ def test_run_metrics_reach_the_pushgateway_and_keep_the_last_success(
     observers = [MetricsObserver(pushgateway, warnings.append)]
     good = run(spark, sample_config, ORDERS, [D1], observers=observers)
     assert good.exit_code == 0 and warnings == []
-    states = Ledger(spark, Lakehouse(sample_config.lakehouse).framework_table("ledger")).states(
-        ORDERS.name
-    )[ORDERS.name]
-    done = states[D1]
+    done = job_states(spark, sample_config, ORDERS.name)[D1]
     samples = scrape(pushgateway, ORDERS.name)
     assert {
         state: value(samples, "ninelives_run_partitions", state=state)

@@ -13,11 +13,11 @@ from pyspark.sql import functions as F
 from framework.core.config import Config
 from framework.core.keys import KEY_COLUMN
 from framework.lake.tables import Lakehouse
-from framework.state.ledger import COMPLETE, FAILED, Ledger
+from framework.state.ledger import COMPLETE, FAILED
 from jobs.orders_daily import JOB as ORDERS
 from jobs.revenue_daily import JOB as REVENUE
 from tests.crashkit import commit_operations
-from tests.helpers import assert_same_rows, delta_version, run
+from tests.helpers import assert_same_rows, delta_version, job_states, ledger_of, run
 
 DATES = [dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)]
 KEY = ("source_id", "order_date", "event_type")
@@ -157,9 +157,7 @@ def test_force_reprocesses_one_date_and_leaves_the_others_untouched(spark, sampl
     after = silver(spark, sample_config)
     assert after.count() == after.select(KEY_COLUMN).distinct().count()
     assert_same_rows(after, before_all)
-    states = Ledger(spark, Lakehouse(sample_config.lakehouse).framework_table("ledger")).states(
-        ORDERS.name
-    )[ORDERS.name]
+    states = job_states(spark, sample_config, ORDERS.name)
     assert {d: s.attempt for d, s in states.items()} == {DATES[0]: 1, DATES[1]: 2, DATES[2]: 1}
 
 
@@ -226,8 +224,7 @@ def test_a_jobs_ledger_files_are_compacted_once_as_a_run_ends_and_its_states_sta
     """Compaction waits for the threshold, then is the run's last ledger commit: no
     partition's transition pays for it, and it changes no state."""
     monkeypatch.setattr("framework.state.ledger.COMPACT_AT_FILES", 4)
-    lake = Lakehouse(sample_config.lakehouse)
-    ledger = Ledger(spark, lake.framework_table("ledger"))
+    ledger = ledger_of(spark, sample_config)
     path = Path(ledger.ref.path)
 
     def job_files() -> int:

@@ -16,10 +16,10 @@ from framework.engine.runner import RunReport, RunRequest, pack
 from framework.lake.quarantine import quarantine_table
 from framework.lake.sinks import CommitTag, write_marker
 from framework.lake.tables import Lakehouse
-from framework.state.ledger import COMPLETE, FAILED, Ledger
+from framework.state.ledger import COMPLETE, FAILED
 from jobs.orders_daily import JOB as ORDERS
 from tests.crashkit import commit_operations, tagged_commits
-from tests.helpers import assert_same_rows, run
+from tests.helpers import assert_same_rows, ledger_of, run
 
 D1, D2, D3 = DATES = [dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)]
 
@@ -100,7 +100,7 @@ def test_a_date_whose_rows_break_the_transform_fails_alone_once_its_unit_is_spli
     reference = beside(sample_config, tmp_path, "reference")
     run(spark, reference, ORDERS, [D1, D3])
     assert_same_rows(target(spark, sample_config), target(spark, reference))
-    ledger = Ledger(spark, Lakehouse(sample_config.lakehouse).framework_table("ledger"))
+    ledger = ledger_of(spark, sample_config)
     history = ledger.frame().where(F.col("state") == FAILED).select("partition", "attempt")
     assert sorted((r.partition, r.attempt) for r in history.collect()) == [
         (D1, 1),
@@ -148,8 +148,7 @@ def test_a_unit_skipped_for_a_newer_number_is_claimed_again_above_it(
         (D1, COMPLETE, 2, 51),
         (D2, COMPLETE, 2, 51),
     ]
-    ledger = Ledger(spark, lake.framework_table("ledger"))
-    fenced = ledger.frame().where(F.col("state") == FAILED).collect()
+    fenced = ledger_of(spark, lake).frame().where(F.col("state") == FAILED).collect()
     assert {(r.partition, r.attempt, r.error_class) for r in fenced} == {
         (D1, 1, "FencedError"),
         (D2, 1, "FencedError"),

@@ -9,17 +9,14 @@ import pytest
 from framework.cli import main
 from framework.core.errors import UsageError
 from framework.engine.runner import watermark
-from framework.lake.tables import Lakehouse
-from framework.state.ledger import Ledger
 from jobs.orders_incremental import JOB as INCREMENTAL
-from tests.helpers import run
+from tests.helpers import job_states, run
 
 D1, D2, D3 = dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)
 
 
 def mark(spark, config) -> dt.date:
-    ledger = Ledger(spark, Lakehouse(config.lakehouse).framework_table("ledger"))
-    return watermark(INCREMENTAL, ledger.states(INCREMENTAL.name)[INCREMENTAL.name])
+    return watermark(INCREMENTAL, job_states(spark, config, INCREMENTAL.name))
 
 
 def test_windows_advance_the_watermark_and_old_ones_need_force(spark, sample_config) -> None:
