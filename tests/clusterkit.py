@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -40,6 +39,7 @@ from pathlib import Path
 import pyspark
 
 from framework.testing import Child, wait_group_gone
+from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,13 +57,6 @@ DAEMON_MEMORY = "256m"
 # Short-lived JVMs (daemons, spark-submit driver, executors) start and run tiny jobs
 # faster with C1 only and the serial collector; nothing about what is written changes.
 JAVA_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def jars_dir() -> Path:

@@ -1,4 +1,5 @@
-"""One Delta-enabled Spark session for the whole test run; a fresh lakehouse per test."""
+"""One Delta-enabled Spark session for the whole test run; a fresh lakehouse per test;
+a webhook receiver for the tests that send alerts."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pyspark.sql import SparkSession
 
 from framework.core.config import Config, SparkConfig
 from framework.lake.session import DRIVER_JAVA_OPTIONS, local_session_builder
-from tests.helpers import TEST_JAVA_OPTIONS, TINY_DATA_CONFS
+from framework.testing import TINY_DATA_CONFS
+from tests.helpers import TEST_JAVA_OPTIONS, Webhook
 
 # Tests talk to nothing but this machine.
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -69,3 +71,13 @@ def sample_config(config: Config, sample_landing: Path, tmp_path: Path) -> Confi
     return dataclasses.replace(
         config, lakehouse=dataclasses.replace(config.lakehouse, landing=str(landing))
     )
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    """A chat webhook receiver on 127.0.0.1, serving for the length of the test."""
+    hook = Webhook()
+    hook.thread.start()
+    yield hook
+    hook.server.shutdown()
+    hook.server.server_close()

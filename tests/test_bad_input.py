@@ -16,13 +16,12 @@ from framework.cli import main
 from framework.core.config import Config
 from framework.core.errors import InvalidNameError
 from framework.core.expectations import in_range, sql_rule
-from framework.engine.job import Job
-from framework.engine.runner import RunRequest, run_job
 from framework.lake.quarantine import quarantine_table
 from framework.lake.sinks import MergeSink
 from framework.lake.tables import Lakehouse
-from framework.state.ledger import COMPLETE, FAILED, Ledger, PartitionState
+from framework.state.ledger import COMPLETE, FAILED, PartitionState
 from jobs.orders_daily import JOB as ORDERS
+from tests.helpers import ledger_of, run, run_date
 
 D, D2 = dt.date(2024, 1, 15), dt.date(2024, 1, 16)
 
@@ -57,11 +56,6 @@ def land(cfg: Config, lines: list[str], day: dt.date = D) -> None:
     (folder / "part-00000.txt").write_text("".join(line + "\n" for line in lines))
 
 
-def run(spark, cfg: Config, job: Job = ORDERS, day: dt.date = D, **options) -> PartitionState:
-    report = run_job(spark, Lakehouse(cfg.lakehouse), job, RunRequest.for_dates([day], **options))
-    return report.results[-1]
-
-
 def quarantined(spark, cfg: Config, job: str = "orders_daily") -> list[tuple[str, str]]:
     ref = quarantine_table(Lakehouse(cfg.lakehouse), job)
     if not ref.exists(spark):
@@ -82,7 +76,7 @@ def assert_accounted(state: PartitionState) -> None:
 
 def assert_quarantined_one(spark, lake, reason_part: str) -> str:
     """One bad line among 19 good ones: quarantined with the reason; its raw text back."""
-    state = run(spark, lake)
+    state = run_date(spark, lake, ORDERS, D)
     assert (state.state, state.rows_read, state.rows_written, state.rows_rejected) == (
         COMPLETE,
         20,
@@ -132,7 +126,7 @@ def test_each_broken_rule_quarantines_its_row_with_the_rule(spark, lake) -> None
         ids[rule] = fields.get("source_id", f"ORD-{90 + n:010d}")
         lines.append(event(90 + n, **fields))
     land(lake, [*GOOD, *lines])
-    state = run(spark, lake, dataclasses.replace(ORDERS, max_reject_ratio=1.0))
+    state = run_date(spark, lake, dataclasses.replace(ORDERS, max_reject_ratio=1.0), D)
     assert (state.state, state.rows_read, state.rows_written, state.rows_rejected) == (
         COMPLETE,
         len(GOOD) + len(lines),
@@ -149,7 +143,7 @@ def test_each_broken_rule_quarantines_its_row_with_the_rule(spark, lake) -> None
 def test_duplicates_collapse_to_the_latest_delivery(spark, lake) -> None:
     later = event(1, amount=99.0, ingested_at="2024-01-16T12:00:00Z")
     land(lake, [*GOOD, event(1), later])  # event 1 three times
-    state = run(spark, lake)
+    state = run_date(spark, lake, ORDERS, D)
     assert (state.rows_read, state.rows_written, state.rows_duplicate) == (21, 19, 2)
     assert_accounted(state)
     amount = silver(spark, lake).where(F.col("source_id") == "ORD-0000000001").first().amount
@@ -159,7 +153,7 @@ def test_duplicates_collapse_to_the_latest_delivery(spark, lake) -> None:
 def test_drop_action_counts_dropped_rows_and_keeps_them_out(spark, lake) -> None:
     job = dataclasses.replace(ORDERS, expectations=(in_range("amount", 0, action="drop"),))
     land(lake, [*GOOD, event(99, amount=-1)])
-    state = run(spark, lake, job)
+    state = run_date(spark, lake, job, D)
     assert (state.state, state.rows_written, state.rows_dropped, state.rows_rejected) == (
         COMPLETE,
         19,
@@ -174,7 +168,7 @@ def test_fail_action_fails_the_partition_naming_the_rule(spark, lake) -> None:
     rule = sql_rule("paid events have an amount", "event_type <> 'paid' OR amount > 0", "fail")
     job = dataclasses.replace(ORDERS, expectations=(rule,))
     land(lake, [*GOOD, event(99, event_type="paid", amount=0)])
-    state = run(spark, lake, job)
+    state = run_date(spark, lake, job, D)
     assert (state.state, state.error_class) == (FAILED, "ExpectationFailedError")
     assert "1 row(s) break the rule 'paid events have an amount'" in state.error_message
     assert silver(spark, lake) is None
@@ -182,7 +176,7 @@ def test_fail_action_fails_the_partition_naming_the_rule(spark, lake) -> None:
 
 def test_a_mostly_broken_export_fails_and_its_rejects_stay_visible(spark, lake) -> None:
     land(lake, [*GOOD[:10], *("{broken" for _ in range(10))])
-    state = run(spark, lake)
+    state = run_date(spark, lake, ORDERS, D)
     assert (state.state, state.error_class) == (FAILED, "RejectRatioError")
     assert "10 of 20 rows rejected (50%), above max_reject_ratio 5%" in state.error_message
     assert len(quarantined(spark, lake)) == 10
@@ -190,25 +184,25 @@ def test_a_mostly_broken_export_fails_and_its_rejects_stay_visible(spark, lake) 
 
 
 def test_missing_source_fails_with_a_distinct_error(spark, lake) -> None:
-    state = run(spark, lake)
+    state = run_date(spark, lake, ORDERS, D)
     assert (state.state, state.error_class) == (FAILED, "SourceMissingError")
     assert state.error_message.startswith(f"no source files for {D} under ")
 
 
 def test_empty_source_file_fails_unless_the_job_allows_empty(spark, lake) -> None:
     land(lake, [])
-    state = run(spark, lake)
+    state = run_date(spark, lake, ORDERS, D)
     assert (state.state, state.error_class) == (FAILED, "SourceMissingError")
     assert f"source has no rows for {D}" in state.error_message
 
     allowed = dataclasses.replace(ORDERS, allow_empty=True)
-    state = run(spark, lake, allowed, day=D2)  # D2 has no folder at all
+    state = run_date(spark, lake, allowed, D2)  # D2 has no folder at all
     assert (state.state, state.rows_read, state.rows_written) == (COMPLETE, 0, 0)
 
 
 def _with_target(spark, lake) -> None:
     land(lake, GOOD_D2, day=D2)
-    assert run(spark, lake, day=D2).state == COMPLETE
+    assert run_date(spark, lake, ORDERS, D2).state == COMPLETE
     land(lake, GOOD)
 
 
@@ -217,14 +211,16 @@ def test_drift_new_column_fails_by_default_then_evolves_or_is_ignored(spark, lak
     extra = dataclasses.replace(
         ORDERS, transform=lambda df: ORDERS.transform(df).withColumn("channel", F.lit("web"))
     )
-    state = run(spark, lake, extra)
+    state = run_date(spark, lake, extra, D)
     assert (state.state, state.error_class) == (FAILED, "SchemaMismatchError")
     assert "new column(s) channel not in the target" in state.error_message
 
-    assert run(spark, lake, dataclasses.replace(extra, schema_drift="ignore")).state == COMPLETE
+    ignored = run_date(spark, lake, dataclasses.replace(extra, schema_drift="ignore"), D)
+    assert ignored.state == COMPLETE
     assert "channel" not in silver(spark, lake).columns
 
-    evolved = run(spark, lake, dataclasses.replace(extra, schema_drift="evolve"), force=True)
+    evolve = dataclasses.replace(extra, schema_drift="evolve")
+    evolved = run_date(spark, lake, evolve, D, force=True)
     assert evolved.state == COMPLETE, evolved.error_message
     channels = {r.channel for r in silver(spark, lake).where(F.col("order_date") == D).collect()}
     assert channels == {"web"}
@@ -233,7 +229,7 @@ def test_drift_new_column_fails_by_default_then_evolves_or_is_ignored(spark, lak
 def test_drift_missing_required_column_names_it_and_its_type(spark, lake) -> None:
     _with_target(spark, lake)
     job = dataclasses.replace(ORDERS, transform=lambda df: ORDERS.transform(df).drop("currency"))
-    state = run(spark, lake, job)
+    state = run_date(spark, lake, job, D)
     assert (state.state, state.error_class) == (FAILED, "SchemaMismatchError")
     assert "required column currency is missing: expected string, found none" in (
         state.error_message
@@ -248,7 +244,7 @@ def test_drift_changed_type_names_expected_and_found(spark, lake) -> None:
             "amount", F.col("amount").cast("double")
         ),
     )
-    state = run(spark, lake, job)
+    state = run_date(spark, lake, job, D)
     assert (state.state, state.error_class) == (FAILED, "SchemaMismatchError")
     assert "column amount changed type: expected decimal(12,2), found double" in (
         state.error_message
@@ -279,7 +275,7 @@ class FlakyStorage:
 
 
 def _attempts(spark, cfg: Config, day: dt.date = D) -> list[tuple[int, str]]:
-    ledger = Ledger(spark, Lakehouse(cfg.lakehouse).framework_table("ledger"))
+    ledger = ledger_of(spark, cfg)
     rows = ledger.frame().where(F.col("partition") == day).where(F.col("seq") == 2).collect()
     return sorted((r.attempt, r.state) for r in rows)
 
@@ -287,11 +283,10 @@ def _attempts(spark, cfg: Config, day: dt.date = D) -> list[tuple[int, str]]:
 def test_transient_failure_is_retried_then_succeeds(spark, lake) -> None:
     land(lake, GOOD)
     job = dataclasses.replace(ORDERS, source=FlakyStorage(ORDERS.source))
-    state = run(spark, lake, job, retry_base_seconds=0.01)
+    state = run_date(spark, lake, job, D, retry_base_seconds=0.01)
     assert (state.state, state.attempt) == (COMPLETE, 2)
     assert _attempts(spark, lake) == [(1, FAILED), (2, COMPLETE)]
-    ledger = Ledger(spark, Lakehouse(lake.lakehouse).framework_table("ledger"))
-    first = ledger.frame().where("attempt = 1 AND state = 'failed'").first()
+    first = ledger_of(spark, lake).frame().where("attempt = 1 AND state = 'failed'").first()
     assert first.error_class == "ConnectionResetError"
     # The message names the line that raised it, here FlakyStorage.read.
     assert first.error_message.startswith(f"connection reset by peer (at {__file__}:"), first
@@ -300,18 +295,16 @@ def test_transient_failure_is_retried_then_succeeds(spark, lake) -> None:
 
 def test_permanent_failure_is_not_retried(spark, lake) -> None:
     land(lake, [*GOOD[:10], *("{broken" for _ in range(10))])
-    run(spark, lake, retry_base_seconds=0.01)
+    run_date(spark, lake, ORDERS, D, retry_base_seconds=0.01)
     assert _attempts(spark, lake) == [(1, FAILED)]
 
 
 def test_only_failed_picks_up_exactly_the_failed_partitions(spark, lake) -> None:
     land(lake, GOOD_D2, day=D2)
-    report = run_job(spark, Lakehouse(lake.lakehouse), ORDERS, RunRequest.for_dates([D, D2]))
+    report = run(spark, lake, ORDERS, [D, D2])
     assert [r.state for r in report.results] == [FAILED, COMPLETE]
     land(lake, GOOD)
-    again = run_job(
-        spark, Lakehouse(lake.lakehouse), ORDERS, RunRequest.for_dates([], only_failed=True)
-    )
+    again = run(spark, lake, ORDERS, only_failed=True)
     assert [(r.partition, r.state, r.attempt) for r in again.results] == [(D, COMPLETE, 2)]
 
 
@@ -341,7 +334,7 @@ def test_bad_cli_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys) -
 
 def test_quarantine_command_shows_rows_and_reasons(spark, lake, capsys) -> None:
     land(lake, [*GOOD, event(99, currency="XXX")])
-    run(spark, lake)
+    run_date(spark, lake, ORDERS, D)
     conf = Path(lake.lakehouse.root).parent / "c.toml"
     conf.write_text(f'[lakehouse]\nlanding = "{lake.lakehouse.landing}"\n')
     code = main(

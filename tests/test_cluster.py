@@ -1,4 +1,4 @@
-"""spark-submit on a real Spark standalone cluster, kill -9 of the driver, resubmit (issue 6).
+"""spark-submit on a real Spark standalone cluster, kill -9 of the driver, resubmit.
 
 A master and one worker (1 core, 1g) are started from the installed pyspark on
 127.0.0.1 (:mod:`tests.clusterkit`). The project wheel is built once and
@@ -38,6 +38,7 @@ from framework.testing import (
     KILLED,
     Child,
     assert_recovered,
+    assert_same_rows,
     committed_partitions,
     expect_exit,
     reference_run,
@@ -45,7 +46,6 @@ from framework.testing import (
 from jobs.landing import sample_dates, seed_orders
 from jobs.orders_daily import JOB as ORDERS_DAILY
 from tests.clusterkit import REPO, StandaloneCluster, build_wheel, standalone_cluster, start_submit
-from tests.helpers import assert_same_rows
 
 JOB_NAME = ORDERS_DAILY.name
 TARGET = ORDERS_DAILY.sink.table

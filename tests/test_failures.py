@@ -1,4 +1,4 @@
-"""Every failure a person sees names its root cause, in one line (issue 14).
+"""Every failure a person sees names its root cause, in one line.
 
 Each error here is caused for real, in the test session or in a run: a missing table,
 a file whose checksum no longer matches, a truncated gzip file, a Python exception in
@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import gzip
-import json
 import shutil
 import subprocess
 import sys
@@ -35,12 +34,12 @@ from pyspark.sql import functions as F
 from framework.core.config import Config
 from framework.core.errors import SourceMissingError
 from framework.core.failures import describe, root_cause
-from framework.engine.runner import RunRequest, run_job
 from framework.lake.sinks import MergeSink
 from framework.lake.tables import Lakehouse
-from framework.state.ledger import COMPLETE, FAILED, Ledger
+from framework.state.ledger import COMPLETE, FAILED
 from framework.testing import child_env
 from jobs.orders_daily import JOB as ORDERS
+from tests.helpers import commit_unknown_reader_feature, job_states, ledger_of, run
 
 
 def failure(action) -> BaseException:
@@ -102,7 +101,7 @@ DAY = dt.date(2024, 1, 1)
 
 
 def failed_state(spark: SparkSession, config: Config, job=ORDERS):
-    report = run_job(spark, Lakehouse(config.lakehouse), job, RunRequest.for_dates([DAY]))
+    report = run(spark, config, job, [DAY])
     assert report.exit_code == 1 and [r.state for r in report.results] == [FAILED], report
     return report.results[0]
 
@@ -131,15 +130,13 @@ def test_a_job_can_quarantine_an_unreadable_file_whole_and_go_on(
     """``corrupt_files="quarantine"``: the truncated file is one quarantined record with
     its path and the reason; the date's other files are written as without it."""
     job = dataclasses.replace(ORDERS, corrupt_files="quarantine")
-    [clean] = run_dates(spark, sample_config, job, DAY).results
+    [clean] = run(spark, sample_config, job, [DAY], **QUICK_RETRIES).results
     folder = Path(sample_config.lakehouse.landing) / "orders" / f"order_date={DAY}"
     whole = gzip.compress(b"".join(f.read_bytes() for f in folder.glob("part-*")))
     truncated = folder / "late-delivery.json.gz"
     truncated.write_bytes(whole[: len(whole) // 2])
 
-    [state] = run_job(
-        spark, Lakehouse(sample_config.lakehouse), job, RunRequest.for_dates([DAY], force=True)
-    ).results
+    [state] = run(spark, sample_config, job, [DAY], force=True).results
     assert state.state == COMPLETE, state.error_message
     assert (state.rows_read, state.rows_rejected) == (clean.rows_read + 1, clean.rows_rejected + 1)
     assert (state.rows_written, state.rows_updated, state.rows_deleted) == (
@@ -176,14 +173,9 @@ D2 = DAY + dt.timedelta(days=1)
 QUICK_RETRIES = {"retry_base_seconds": 0.01}
 
 
-def run_dates(spark: SparkSession, config: Config, job, *days: dt.date):
-    request = RunRequest.for_dates(days, **QUICK_RETRIES)
-    return run_job(spark, Lakehouse(config.lakehouse), job, request)
-
-
 def failed_attempts(spark: SparkSession, config: Config, day: dt.date) -> list[tuple]:
     """(attempt, error_class, error_message) of every failed attempt at ``day``."""
-    ledger = Ledger(spark, Lakehouse(config.lakehouse).framework_table("ledger"))
+    ledger = ledger_of(spark, config)
     rows = ledger.frame().where((F.col("partition") == day) & (F.col("state") == FAILED))
     return sorted((r.attempt, r.error_class, r.error_message) for r in rows.collect())
 
@@ -208,7 +200,7 @@ def test_a_landing_folder_deleted_mid_run_is_listed_again_then_missing(
 ) -> None:
     folder = Path(sample_config.lakehouse.landing) / "orders" / f"order_date={DAY}"
     job = with_side_effect(ORDERS, lambda: shutil.rmtree(folder, ignore_errors=True))
-    [state] = run_dates(spark, sample_config, job, DAY).results
+    [state] = run(spark, sample_config, job, [DAY], **QUICK_RETRIES).results
     [(attempt, error_class, message), second] = failed_attempts(spark, sample_config, DAY)
     # Attempt 1 read files that were gone by then: transient, the next attempt lists again.
     assert (attempt, error_class) == (1, "Py4JJavaError:FAILED_READ_FILE.FILE_NOT_EXIST")
@@ -226,19 +218,11 @@ def test_a_landing_folder_deleted_mid_run_is_listed_again_then_missing(
 def test_a_newer_protocol_fails_at_once_naming_the_feature(
     spark: SparkSession, sample_config: Config
 ) -> None:
-    run_dates(spark, sample_config, ORDERS, DAY)
+    run(spark, sample_config, ORDERS, [DAY], **QUICK_RETRIES)
     path = target_path(sample_config)
-    log = path / "_delta_log"
-    next_version = max(int(p.stem) for p in log.glob("*.json")) + 1
-    protocol = {
-        "minReaderVersion": 3,
-        "minWriterVersion": 7,
-        "readerFeatures": ["timeTravelToTheFuture"],
-        "writerFeatures": ["timeTravelToTheFuture"],
-    }
-    (log / f"{next_version:020d}.json").write_text(json.dumps({"protocol": protocol}))
+    commit_unknown_reader_feature(path, "timeTravelToTheFuture")
 
-    [state] = run_dates(spark, sample_config, ORDERS, D2).results
+    [state] = run(spark, sample_config, ORDERS, [D2], **QUICK_RETRIES).results
     assert (state.state, state.attempt) == (FAILED, 1)  # permanent: no retry helps
     assert state.error_class == "Py4JJavaError:DELTA_UNSUPPORTED_FEATURES_FOR_READ"
     assert state.error_message == (
@@ -287,14 +271,15 @@ class SinkWithAConcurrentWriter(MergeSink):
 def test_a_write_conflict_is_retried_as_a_new_attempt(
     spark: SparkSession, sample_config: Config, tmp_path: Path
 ) -> None:
-    run_dates(spark, sample_config, ORDERS, DAY)
+    run(spark, sample_config, ORDERS, [DAY], **QUICK_RETRIES)
     path = target_path(sample_config)
     sink = SinkWithAConcurrentWriter(
         ORDERS.sink.table,
         barrier=str(tmp_path),
         conflicting_sql=f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('team' = 'someone')",
     )
-    [state] = run_dates(spark, sample_config, dataclasses.replace(ORDERS, sink=sink), D2).results
+    job = dataclasses.replace(ORDERS, sink=sink)
+    [state] = run(spark, sample_config, job, [D2], **QUICK_RETRIES).results
     assert (state.state, state.attempt) == (COMPLETE, 2), state
     [(attempt, error_class, message)] = failed_attempts(spark, sample_config, D2)
     assert (attempt, error_class) == (1, "MetadataChangedException:DELTA_METADATA_CHANGED")
@@ -308,10 +293,10 @@ def test_a_write_conflict_is_retried_as_a_new_attempt(
 def test_a_target_deleted_mid_run_is_not_recreated_without_its_partitions(
     spark: SparkSession, sample_config: Config
 ) -> None:
-    run_dates(spark, sample_config, ORDERS, DAY)
+    run(spark, sample_config, ORDERS, [DAY], **QUICK_RETRIES)
     path = target_path(sample_config)
     job = with_side_effect(ORDERS, lambda: shutil.rmtree(path))
-    [state] = run_dates(spark, sample_config, job, D2).results
+    [state] = run(spark, sample_config, job, [D2], **QUICK_RETRIES).results
     assert (state.state, state.attempt, state.error_class) == (FAILED, 1, "TargetMissingError")
     assert state.error_message == (
         f"job orders_daily, partition {D2}: the target silver.orders was deleted or moved "
@@ -320,7 +305,7 @@ def test_a_target_deleted_mid_run_is_not_recreated_without_its_partitions(
     )
     assert not path.exists()
     # The next run sees the ledger's complete partition and still will not recreate it.
-    [state] = run_dates(spark, sample_config, ORDERS, D2).results
+    [state] = run(spark, sample_config, ORDERS, [D2], **QUICK_RETRIES).results
     assert (state.state, state.error_class) == (FAILED, "TargetMissingError")
     assert state.error_message == (
         f"job orders_daily, partition {D2}: the target silver.orders has no committed "
@@ -329,8 +314,7 @@ def test_a_target_deleted_mid_run_is_not_recreated_without_its_partitions(
         f"`ninelives run orders_daily --force --from {DAY} --to {D2}`"
     )
     # The command it names rebuilds the target from the landing files.
-    forced = RunRequest.for_dates([DAY, D2], force=True)
-    report = run_job(spark, Lakehouse(sample_config.lakehouse), ORDERS, forced)
+    report = run(spark, sample_config, ORDERS, [DAY, D2], force=True)
     assert [r.state for r in report.results] == [COMPLETE, COMPLETE], report.results
     assert target_path(sample_config).exists()
 
@@ -360,7 +344,7 @@ def test_a_full_disk_is_retried_then_fails_naming_the_device_error(
     silver = Path(sample_config.lakehouse.root) / "silver"
     silver.symlink_to(full_disk)  # the target's folder; the ledger stays on a roomy disk
     job = dataclasses.replace(ORDERS, max_attempts=2)
-    [state] = run_dates(spark, sample_config, job, DAY).results
+    [state] = run(spark, sample_config, job, [DAY], **QUICK_RETRIES).results
     message = (
         f"TASK_WRITE_FAILED: Task failed while writing rows to file:{silver}/orders. "
         "SQLSTATE: 58030; cause: IOException: No space left on device"
@@ -372,7 +356,7 @@ def test_a_full_disk_is_retried_then_fails_naming_the_device_error(
     ]
     # With room again, the same command completes the date.
     subprocess.run(["mount", "-o", "remount,size=1m", str(full_disk)], check=True)
-    [state] = run_dates(spark, sample_config, job, DAY).results
+    [state] = run(spark, sample_config, job, [DAY], **QUICK_RETRIES).results
     assert (state.state, state.attempt, state.rows_written) == (COMPLETE, 3, 100)
 
 
@@ -436,8 +420,7 @@ def test_a_driver_out_of_memory_is_recorded_with_what_to_change(
         "raise [spark] driver_memory in the config (spark-submit: --driver-memory), or run "
         "smaller units (--unit-size) or give the job fewer rows per partition, then rerun"
     )
-    ledger = Ledger(spark, Lakehouse(sample_config.lakehouse).framework_table("ledger"))
-    state = ledger.states("orders_swelling")["orders_swelling"][DAY]
+    state = job_states(spark, sample_config, "orders_swelling")[DAY]
     assert (state.state, state.attempt, state.error_class) == (FAILED, 1, "OutOfMemoryError")
     assert state.error_message == message.split(": ", 1)[1]
 

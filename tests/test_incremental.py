@@ -9,17 +9,13 @@ import time
 from pathlib import Path
 
 from framework.cli import main
-from framework.engine.runner import RunRequest, run_job
 from framework.lake.tables import Lakehouse
 from framework.state.ledger import COMPLETE, Ledger, PartitionState
+from framework.testing import assert_same_rows
 from jobs.orders_daily import JOB as ORDERS
-from tests.helpers import assert_same_rows, delta_versions, table
+from tests.helpers import delta_version, ledger_of, run, table
 
 DATES = [dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)]
-
-
-def run(spark, config, dates, job=ORDERS, **options):
-    return run_job(spark, Lakehouse(config.lakehouse), job, RunRequest.for_dates(dates, **options))
 
 
 def add_late_file(config, day: dt.date) -> None:
@@ -41,7 +37,7 @@ def add_late_file(config, day: dt.date) -> None:
 def test_a_late_file_makes_its_date_stale_and_only_that_date_reruns(
     spark, sample_config, capsys
 ) -> None:
-    run(spark, sample_config, DATES)
+    run(spark, sample_config, ORDERS, DATES)
     lake = Lakehouse(sample_config.lakehouse)
     target = Path(lake.table("silver.orders").path)
     add_late_file(sample_config, DATES[1])
@@ -61,7 +57,7 @@ def test_a_late_file_makes_its_date_stale_and_only_that_date_reruns(
     )
     out = capsys.readouterr().out
     with capsys.disabled():
-        print(out)  # the stale-detection example of issue 8 (pytest -s shows it)
+        print(out)  # what status shows of a stale date (pytest -s shows it)
     assert "stale: its input changed since it completed" in out
     assert out.rstrip().endswith("--include-stale")
     assert "1 stale" in out
@@ -78,18 +74,18 @@ def test_a_late_file_makes_its_date_stale_and_only_that_date_reruns(
     assert document["recovery_commands"][-1].endswith("--include-stale")
 
     # A plain rerun does not look; --include-stale reprocesses exactly the stale date.
-    assert run(spark, sample_config, DATES).results == []
-    versions = delta_versions(target)
-    again = run(spark, sample_config, DATES, include_stale=True)
+    assert run(spark, sample_config, ORDERS, DATES).results == []
+    version = delta_version(target)
+    again = run(spark, sample_config, ORDERS, DATES, include_stale=True)
     assert [
         (r.partition, r.state, r.attempt, r.rows_inserted, r.rows_updated) for r in again.results
     ] == [(DATES[1], COMPLETE, 2, 1, 0)]
-    assert delta_versions(target) == versions + 1
+    assert delta_version(target) == version + 1
     assert (
         table(spark, sample_config, "silver.orders").where("source_id = 'ORD-9999999999'").count()
         == 1
     )
-    assert run(spark, sample_config, DATES, include_stale=True).results == []
+    assert run(spark, sample_config, ORDERS, DATES, include_stale=True).results == []
 
 
 def conf(config) -> Path:
@@ -99,9 +95,9 @@ def conf(config) -> Path:
 
 
 def test_lookback_reprocesses_recent_days_idempotently(spark, sample_config) -> None:
-    run(spark, sample_config, DATES[:2])
+    run(spark, sample_config, ORDERS, DATES[:2])
     job = dataclasses.replace(ORDERS, lookback_days=2)
-    report = run(spark, sample_config, [DATES[2]], job=job)
+    report = run(spark, sample_config, job, [DATES[2]])
     assert [(r.partition, r.attempt) for r in report.results] == [
         (DATES[0], 2),
         (DATES[1], 2),
@@ -114,11 +110,11 @@ def test_lookback_reprocesses_recent_days_idempotently(spark, sample_config) -> 
 def test_a_365_date_plan_is_one_ledger_read(spark, config) -> None:
     start = dt.date(2023, 1, 1)
     dates = [start + dt.timedelta(days=i) for i in range(365)]
-    ledger = Ledger(spark, Lakehouse(config.lakehouse).framework_table("ledger"))
+    ledger = ledger_of(spark, config)
     ledger.record(PartitionState(ORDERS.name, d, 1, COMPLETE, "old-run") for d in dates)
     reads = Ledger.reads
     began = time.monotonic()
-    report = run(spark, config, dates)
+    report = run(spark, config, ORDERS, dates)
     seconds = time.monotonic() - began
     assert Ledger.reads - reads == 1
     assert report.exit_code == 0 and report.results == [] and len(report.plan.skipped) == 365
@@ -128,13 +124,13 @@ def test_a_365_date_plan_is_one_ledger_read(spark, config) -> None:
 def test_parallel_units_equal_one_sequential_unit(spark, sample_config, tmp_path) -> None:
     """Three units of one date, two at a time in threads of their own sessions, against
     one unit of the three dates."""
-    parallel = run(spark, sample_config, DATES, max_parallel=2, unit_partitions=1)
+    parallel = run(spark, sample_config, ORDERS, DATES, max_parallel=2, unit_partitions=1)
     assert parallel.exit_code == 0 and len(parallel.results) == 3
     sequential_config = dataclasses.replace(
         sample_config,
         lakehouse=dataclasses.replace(sample_config.lakehouse, root=str(tmp_path / "seq")),
     )
-    run(spark, sequential_config, DATES)
+    run(spark, sequential_config, ORDERS, DATES)
     assert_same_rows(
         table(spark, sample_config, "silver.orders"),
         table(spark, sequential_config, "silver.orders"),

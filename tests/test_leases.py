@@ -9,22 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from framework.engine.runner import RunRequest, reconcile, run_job
+from framework.engine.runner import reconcile
 from framework.engine.unit import process_unit
 from framework.lake.tables import Lakehouse
 from framework.state.leases import held_message, this_host
-from framework.state.ledger import COMPLETE, FAILED, Ledger, PartitionState
+from framework.state.ledger import COMPLETE, FAILED, PartitionState
 from jobs.orders_daily import JOB as ORDERS
-from tests.helpers import dead_pid, delta_versions, running
+from tests.helpers import dead_pid, delta_version, ledger_of, run, running
 
 D1, D2, D3 = dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)
-
-
-def ledger_of(config) -> Ledger:
-    from framework.lake.session import get_or_create_session
-
-    spark = get_or_create_session(config)  # the test session, which is active
-    return Ledger(spark, Lakehouse(config.lakehouse).framework_table("ledger"))
 
 
 @pytest.fixture
@@ -39,7 +32,7 @@ def live_process():
 def test_a_claim_based_on_a_stale_read_loses(spark, config, how) -> None:
     """Both compare-and-swaps: a local ledger's (read under the write lock, append) and
     the MERGE that storage arbitrating its own commits gets."""
-    ledger = ledger_of(config)
+    ledger = ledger_of(spark, config)
     ledger.ensure()
 
     def claim(new: PartitionState, seen: PartitionState | None) -> set[dt.date]:
@@ -66,7 +59,7 @@ def test_a_claim_based_on_a_stale_read_loses(spark, config, how) -> None:
 def test_a_claim_numbers_its_units_above_every_number_the_job_holds(spark, config, how):
     """The unit number is the target commit's transaction version: it only grows, and a
     claim told a table's newer number (after a skipped commit) goes above it."""
-    ledger = ledger_of(config)
+    ledger = ledger_of(spark, config)
     ledger.ensure()
     claim = getattr(ledger, f"_claim_{how}")
     first, second = claim(
@@ -83,10 +76,10 @@ def test_a_claim_numbers_its_units_above_every_number_the_job_holds(spark, confi
 
 
 def test_a_live_lease_is_not_taken_then_a_dead_owner_is(spark, sample_config, live_process):
-    ledger = ledger_of(sample_config)
+    ledger = ledger_of(spark, sample_config)
     lake = Lakehouse(sample_config.lakehouse)
     ledger.record(running(D1, live_process.pid))
-    report = run_job(spark, lake, ORDERS, RunRequest.for_dates([D1, D2]))
+    report = run(spark, lake, ORDERS, [D1, D2])
     assert report.exit_code == 3
     assert set(report.held) == {D1}
     assert [(r.partition, r.state) for r in report.results] == [(D2, COMPLETE)]
@@ -95,38 +88,33 @@ def test_a_live_lease_is_not_taken_then_a_dead_owner_is(spark, sample_config, li
 
     live_process.kill()
     live_process.wait()
-    again = run_job(spark, lake, ORDERS, RunRequest.for_dates([D1, D2]))
+    again = run(spark, lake, ORDERS, [D1, D2])
     assert again.exit_code == 0
     assert [(r.partition, r.state, r.attempt) for r in again.results] == [(D1, COMPLETE, 2)]
 
 
 def test_an_expired_lease_of_another_host_is_taken_over(spark, sample_config) -> None:
-    ledger_of(sample_config).record(running(D1, 1, host="elsewhere", expires_in=-1))
-    report = run_job(spark, Lakehouse(sample_config.lakehouse), ORDERS, RunRequest.for_dates([D1]))
+    ledger_of(spark, sample_config).record(running(D1, 1, host="elsewhere", expires_in=-1))
+    report = run(spark, sample_config, ORDERS, [D1])
     assert report.exit_code == 0 and report.results[0].attempt == 2
 
 
 def test_a_live_lease_of_another_host_is_not_taken(spark, sample_config) -> None:
-    ledger_of(sample_config).record(running(D1, dead_pid(), host="elsewhere"))
-    report = run_job(spark, Lakehouse(sample_config.lakehouse), ORDERS, RunRequest.for_dates([D1]))
+    ledger_of(spark, sample_config).record(running(D1, dead_pid(), host="elsewhere"))
+    report = run(spark, sample_config, ORDERS, [D1])
     assert report.exit_code == 3 and report.results == []
 
 
 def test_wait_waits_for_the_holder_to_finish(spark, sample_config) -> None:
-    ledger = ledger_of(sample_config)
+    ledger = ledger_of(spark, sample_config)
     ledger.record(running(D1, 1, host="elsewhere", expires_in=6))
-    report = run_job(
-        spark,
-        Lakehouse(sample_config.lakehouse),
-        ORDERS,
-        RunRequest.for_dates([D1], wait=True, wait_poll_seconds=1.0),
-    )
+    report = run(spark, sample_config, ORDERS, [D1], wait=True, wait_poll_seconds=1.0)
     assert report.exit_code == 0 and [r.attempt for r in report.results] == [2]
 
 
 def _abandon_after_writes(spark, sample_config, partitions=(D1,)) -> list[PartitionState]:
     """Do a unit's writes under a dead runner's leases, without recording complete."""
-    ledger = ledger_of(sample_config)
+    ledger = ledger_of(spark, sample_config)
     pid = dead_pid()
     states = [
         dataclasses.replace(running(p, pid, run_id="crashed-run"), unit=1) for p in partitions
@@ -145,9 +133,9 @@ def test_a_committed_but_unrecorded_unit_is_healed_without_recompute(
     _abandon_after_writes(spark, sample_config, partitions)
     lake = Lakehouse(sample_config.lakehouse)
     target = Path(lake.table("silver.orders").path)
-    commits = delta_versions(target)
+    version = delta_version(target)
 
-    report = run_job(spark, lake, ORDERS, RunRequest.for_dates(partitions))
+    report = run(spark, lake, ORDERS, partitions)
     assert report.exit_code == 0 and report.results == []
     assert [(h.partition, h.state, h.attempt, h.run_id) for h in report.healed] == [
         (p, COMPLETE, 1, "crashed-run") for p in partitions
@@ -157,12 +145,12 @@ def test_a_committed_but_unrecorded_unit_is_healed_without_recompute(
             healed.rows_written + healed.rows_rejected + healed.rows_duplicate
         )
         assert healed.rows_written == 100 and healed.rows_rejected > 0
-    assert delta_versions(target) == commits  # nothing recomputed, nothing rewritten
+    assert delta_version(target) == version  # nothing recomputed, nothing rewritten
 
 
 def test_reconcile_settles_abandoned_partitions(spark, sample_config) -> None:
     _abandon_after_writes(spark, sample_config)
-    ledger = ledger_of(sample_config)
+    ledger = ledger_of(spark, sample_config)
     ledger.record(running(D2, dead_pid(), run_id="crashed-early"))
 
     fixed = reconcile(spark, Lakehouse(sample_config.lakehouse), ORDERS)

@@ -3,8 +3,8 @@
 A kill inside a table's first commit leaves its folder without a commit: an empty
 ``_delta_log/``, one that holds only a staged (temporary) commit file, or data files
 that no commit names. Whatever it left, in every table the framework writes (target,
-quarantine, ledger, run history), the next run creates the table and finishes the work
-(issue 13). The real kills that leave such folders are in ``tests/test_crash.py``.
+quarantine, ledger, run history), the next run creates the table and finishes the work.
+The real kills that leave such folders are in ``tests/test_crash.py``.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from framework.core.config import Config
-from framework.engine.runner import RunReport, RunRequest, run_job
+from framework.engine.runner import RunReport
 from framework.lake.tables import Lakehouse
 from framework.ops.history import HistoryObserver, RunHistory
 from framework.state.ledger import COMPLETE, Ledger
+from framework.testing import assert_same_rows
 from jobs.orders_daily import JOB as ORDERS
-from tests.helpers import assert_same_rows
+from tests.helpers import delta_log, job_states, run
 
 DAY = dt.date(2024, 1, 1)
 QUARANTINE = f"_ninelives.quarantine_{ORDERS.name}"
@@ -29,12 +30,12 @@ QUARANTINE = f"_ninelives.quarantine_{ORDERS.name}"
 
 def empty_log(table: Path) -> None:
     # Delta makes _delta_log/ as it makes the staged-commits folder inside it.
-    (table / "_delta_log" / "_staged_commits").mkdir(parents=True, exist_ok=True)
+    (delta_log(table) / "_staged_commits").mkdir(parents=True, exist_ok=True)
 
 
 def staged_commit(table: Path) -> None:
     empty_log(table)
-    staged = table / "_delta_log" / ".00000000000000000000.json.5f0c1e6a.tmp"
+    staged = delta_log(table) / ".00000000000000000000.json.5f0c1e6a.tmp"
     staged.write_text('{"commitInfo":{"operation":"WRITE"}}\n')
 
 
@@ -53,10 +54,8 @@ LEFTOVERS = {
 
 
 def run_day(spark: SparkSession, lake: Lakehouse) -> RunReport:
-    history = RunHistory.of(spark, lake)
-    return run_job(
-        spark, lake, ORDERS, RunRequest.for_dates([DAY]), observers=[HistoryObserver(history)]
-    )
+    """A run of ``DAY`` that also appends to the run history, the fourth table."""
+    return run(spark, lake, ORDERS, [DAY], observers=[HistoryObserver(RunHistory.of(spark, lake))])
 
 
 def test_every_table_is_created_over_what_a_killed_first_commit_left(
@@ -79,7 +78,7 @@ def test_every_table_is_created_over_what_a_killed_first_commit_left(
             lake.table(name).read(spark).select(*columns),
             clean.table(name).read(spark).select(*columns),
         )
-    state = Ledger(spark, lake.framework_table("ledger")).states(ORDERS.name)[ORDERS.name][DAY]
+    state = job_states(spark, lake, ORDERS.name)[DAY]
     assert (state.state, state.attempt) == (COMPLETE, 1)
     runs = RunHistory.of(spark, lake).recent(ORDERS.name)
     assert len(runs) == 2 and runs[0].run_id == rerun.run_id

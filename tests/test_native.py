@@ -1,4 +1,4 @@
-"""The control plane without a JVM (issue 17): delta-rs and Spark read the same ledger
+"""The control plane without a JVM: delta-rs and Spark read the same ledger
 and must report the same states, through a ledger's whole life (claims, lease
 renewals, failures, retries, healing, work units, chunk progress, compaction, many
 versions past Delta checkpoints) and through random histories; a rerun with nothing to
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import random
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import pytest
 
 from framework.cli import reads
 from framework.core.config import LakehouseConfig
-from framework.engine.runner import RunRequest, run_job, stale_partitions
+from framework.engine.runner import RunRequest, stale_partitions
 from framework.engine.unit import process_unit
 from framework.lake.tables import Lakehouse
 from framework.ops import native
@@ -27,7 +26,14 @@ from framework.state.ledger import COMPLETE, FAILED, RUNNING, Ledger, PartitionS
 from framework.testing import child_env, commit_operations, new_lake, run_args
 from jobs.orders_daily import JOB as ORDERS
 from jobs.revenue_daily import JOB as REVENUE
-from tests.helpers import dead_pid, running
+from tests.helpers import (
+    commit_unknown_reader_feature,
+    dead_pid,
+    delta_log,
+    job_states,
+    run,
+    running,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,9 +59,8 @@ def test_both_readers_report_the_same_states_through_a_ledgers_whole_life(
         assert native.ledger_states(lake, JOBS) == by_spark
         return by_spark
 
-    def run(job, dates):
-        observer = HistoryObserver(history, arguments="test", host="h", pid=1)
-        return run_job(spark, lake, job, RunRequest.for_dates(dates), observers=[observer])
+    def recorded() -> list[HistoryObserver]:
+        return [HistoryObserver(history, arguments="test", host="h", pid=1)]
 
     assert agree() == {job: {} for job in JOBS}  # no ledger yet
     # A dead runner's unit of D1 and D2: written to the target, never recorded complete.
@@ -66,11 +71,11 @@ def test_both_readers_report_the_same_states_through_a_ledgers_whole_life(
     process_unit(spark, lake, ORDERS, abandoned, {})
     agree()
     # Heals D1 and D2, processes D3, fails MISSING (no source): a unit split on failure.
-    first = run(ORDERS, [D1, D2, D3, MISSING])
+    first = run(spark, lake, ORDERS, [D1, D2, D3, MISSING], observers=recorded())
     assert {s.partition for s in first.healed} == {D1, D2}
     states = agree()[ORDERS.name]
     assert (states[D3].state, states[MISSING].state) == (COMPLETE, FAILED)
-    run(ORDERS, [MISSING])  # the retry: attempt 2, failed again
+    run(spark, lake, ORDERS, [MISSING], observers=recorded())  # the retry: attempt 2, failed again
     # A third attempt in chunks, its lease renewed as the chunks commit, then its runner dies.
     manifest = '{"id": "m1", "chunks": [[], [], []]}'
     attempt = dataclasses.replace(
@@ -87,9 +92,10 @@ def test_both_readers_report_the_same_states_through_a_ledgers_whole_life(
         ledger.record(renewal)
     states = agree()[ORDERS.name]
     assert (states[MISSING].attempt, states[MISSING].chunks_committed) == (3, 3)
-    run(REVENUE, [D1, D2, D3])  # a job that depends on another: two jobs in one read
+    # A job that depends on another: two jobs in one read.
+    run(spark, lake, REVENUE, [D1, D2, D3], observers=recorded())
     agree()
-    assert len(list((path / "_delta_log").glob("*.checkpoint.parquet"))) >= 3
+    assert len(list(delta_log(path).glob("*.checkpoint.parquet"))) >= 3
     assert "OPTIMIZE" in [op for _, op in commit_operations(path)]
     for job in JOBS:
         assert native.recent_runs(lake, job, 10) == history.recent(job, 10)
@@ -134,19 +140,19 @@ def test_both_readers_agree_on_random_histories(spark, tmp_path) -> None:
 
 def test_stale_dates_and_the_plan_are_the_same_without_a_jvm(spark, sample_config) -> None:
     lake = Lakehouse(sample_config.lakehouse)
-    run_job(spark, lake, ORDERS, RunRequest.for_dates([D1, D2, D3]))
+    run(spark, lake, ORDERS, [D1, D2, D3])
     folder = Path(sample_config.lakehouse.landing) / "orders" / f"order_date={D2}"
     first = sorted(folder.glob("part-*"))[0]
     (folder / "part-late.json").write_text(first.read_text().splitlines()[0] + "\n")
-    states = Ledger(spark, lake.framework_table("ledger")).states(ORDERS.name)[ORDERS.name]
+    states = job_states(spark, lake, ORDERS.name)
     dates = [D1, D2, D3]
     assert native.stale(lake, ORDERS, states, dates) == stale_partitions(
         spark, lake, ORDERS, states, dates
     )
     for include_stale in (False, True):
-        request = RunRequest.for_dates(dates, include_stale=include_stale, dry_run=True)
-        planned, _ = native.plan(lake, ORDERS, request)
-        assert planned == run_job(spark, lake, ORDERS, request).plan
+        options = {"include_stale": include_stale, "dry_run": True}
+        planned, _ = native.plan(lake, ORDERS, RunRequest.for_dates(dates, **options))
+        assert planned == run(spark, lake, ORDERS, dates, **options).plan
         assert planned.to_run == ((D2,) if include_stale else ())
 
 
@@ -157,7 +163,7 @@ def test_a_rerun_with_nothing_to_do_needs_no_java_and_one_with_work_does(
     rerun of complete dates still exits 0 with its summary; a date to process, or
     NINELIVES_NATIVE=0, fails for want of Java."""
     lake = new_lake(tmp_path, sample_landing, ORDERS)
-    run_job(spark, lake.lakehouse, ORDERS, RunRequest.for_dates([D1, D2]))
+    run(spark, lake.lakehouse, ORDERS, [D1, D2])
     env = {**child_env(), "JAVA_HOME": str(tmp_path / "no-java")}  # Spark's launcher uses it
 
     def cli(dates, **extra_env):
@@ -178,8 +184,8 @@ def test_the_quarantine_reads_the_same_after_a_forced_rerun_replaced_a_dates_rej
     spark, sample_config, monkeypatch
 ) -> None:
     lake = Lakehouse(sample_config.lakehouse)
-    run_job(spark, lake, ORDERS, RunRequest.for_dates([D1, D2, D3]))
-    run_job(spark, lake, ORDERS, RunRequest.for_dates([D2], force=True))
+    run(spark, lake, ORDERS, [D1, D2, D3])
+    run(spark, lake, ORDERS, [D2], force=True)
     path = Path(str(lake.framework_table(f"quarantine_{ORDERS.name}").path))
     assert len(commit_operations(path)) > 1  # the forced rerun rewrote D2's rejects
     by_delta_rs = [reads.quarantined(sample_config, ORDERS.name, d, 1000) for d in (None, D2)]
@@ -194,13 +200,9 @@ def test_a_ledger_delta_rs_cannot_read_is_never_guessed_at(spark, sample_config,
     """A reader feature neither engine knows: delta-rs refuses, the command says so in one
     line and asks Spark, which refuses too, naming the feature; no state is made up."""
     lake = Lakehouse(sample_config.lakehouse)
-    run_job(spark, lake, ORDERS, RunRequest.for_dates([D1]))
-    log = Path(str(lake.framework_table("ledger").path)) / "_delta_log"
-    version = max(int(p.stem) for p in log.glob("*.json")) + 1
+    run(spark, lake, ORDERS, [D1])
     feature = "timeTravelToTheFuture"
-    protocol = {"minReaderVersion": 3, "minWriterVersion": 7}
-    protocol |= {"readerFeatures": [feature], "writerFeatures": [feature]}
-    (log / f"{version:020d}.json").write_text(json.dumps({"protocol": protocol}))
+    commit_unknown_reader_feature(lake.framework_table("ledger").path, feature)
 
     with pytest.raises(native.NativeUnavailable, match="could not be read without a JVM"):
         native.ledger_states(lake, JOBS)

@@ -138,6 +138,6 @@ def test_reprocess_date_needs_confirmation_then_rewrites_idempotently(
     [shown] = run.displayed
     [row] = shown.collect()
     assert (row.state, row.attempt, row.rows_updated, row.rows_inserted) == ("complete", 2, 0, 0)
-    from tests.helpers import assert_same_rows
+    from framework.testing import assert_same_rows
 
     assert_same_rows(table(spark, sample_config, "silver.orders"), before)

@@ -1,4 +1,4 @@
-"""Webhook alerts, received by a local HTTP server on 127.0.0.1.
+"""Webhook alerts, received by a local HTTP server on 127.0.0.1 (the ``webhook`` fixture).
 
 The webhook URL carries a secret path, as Slack's do: no warning or error may show it.
 """
@@ -9,72 +9,19 @@ import argparse
 import dataclasses
 import datetime as dt
 import io
-import json
 import shutil
-import socket
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from framework.cli.observe import observe_run
-from framework.engine.runner import Plan, RunReport, RunRequest, run_job
-from framework.lake.tables import Lakehouse
+from framework.engine.runner import Plan, RunReport
 from framework.ops.alerts import AlertObserver, build_alert
-from framework.state.ledger import Ledger, PartitionState
+from framework.state.ledger import PartitionState
 from jobs.orders_daily import JOB as ORDERS
+from tests.helpers import SECRET_PATH, free_port, job_states, run
 
 D1, D2 = dt.date(2024, 1, 1), dt.date(2024, 1, 2)
-SECRET_PATH = "/services/T0NINE/B0LIVES/xoxb-s3cr3t-t0ken"
-
-
-class Webhook:
-    """A chat webhook stand-in: records every POST, answers with ``status``."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[str, str, dict]] = []
-        self.status = 200
-        hook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                hook.received.append((self.path, self.headers["Content-Type"], json.loads(body)))
-                self.send_response(hook.status)
-                self.end_headers()
-                self.wfile.write(b"ok" if hook.status == 200 else b"invalid_token")
-
-            def log_message(self, *args: object) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{SECRET_PATH}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def secrets(self) -> list[str]:
-        return [self.url, SECRET_PATH, "s3cr3t", f"127.0.0.1:{self.server.server_address[1]}"]
-
-
-@pytest.fixture
-def webhook() -> Iterator[Webhook]:
-    hook = Webhook()
-    hook.thread.start()
-    yield hook
-    hook.server.shutdown()
-    hook.server.server_close()
-
-
-def ledger_states(spark, config):
-    ledger = Ledger(spark, Lakehouse(config.lakehouse).framework_table("ledger"))
-    return ledger.states(ORDERS.name)[ORDERS.name]
-
-
-def run(spark, config, dates, observers):
-    return run_job(
-        spark, Lakehouse(config.lakehouse), ORDERS, RunRequest.for_dates(dates), observers=observers
-    )
 
 
 def without_landing(config, day: dt.date):
@@ -87,11 +34,11 @@ def test_a_failed_run_posts_a_slack_compatible_alert(spark, sample_config, webho
     observer = AlertObserver(
         webhook.url, warnings.append, cli_options=" --lakehouse /lake", host="etl-7"
     )
-    report = run(spark, sample_config, [D2], [observer])
+    report = run(spark, sample_config, ORDERS, [D2], observers=[observer])
     assert report.exit_code == 1 and warnings == []
     [(path, content_type, payload)] = webhook.received
     assert (path, content_type) == (SECRET_PATH, "application/json")
-    failed = ledger_states(spark, sample_config)[D2]
+    failed = job_states(spark, sample_config, ORDERS.name)[D2]
     text = payload["text"].splitlines()
     assert text[0] == (
         f":red_circle: ninelives orders_daily run {report.run_id} failed on etl-7: "
@@ -124,9 +71,9 @@ def test_quarantine_above_the_warning_ratio_alerts_and_below_does_not(
     warnings: list[str] = []
     strict = AlertObserver(webhook.url, warnings.append, warn_ratio=0.001)
     lenient = AlertObserver(webhook.url, warnings.append, warn_ratio=0.5)
-    report = run(spark, sample_config, [D1], [strict, lenient])
+    report = run(spark, sample_config, ORDERS, [D1], observers=[strict, lenient])
     assert report.exit_code == 0 and warnings == []
-    done = ledger_states(spark, sample_config)[D1]
+    done = job_states(spark, sample_config, ORDERS.name)[D1]
     ratio = done.rows_rejected / done.rows_read
     assert 0.001 < ratio < 0.5  # the sample data has a few malformed lines per day
     [(_, _, payload)] = webhook.received  # the lenient observer sent nothing
@@ -159,7 +106,7 @@ def test_a_failing_webhook_is_one_warning_that_never_shows_the_url(
     with observe_run(
         args, sample_config, spark, env={"NINELIVES_WEBHOOK_URL": webhook.url}, stderr=stderr
     ) as observers:
-        report = run(spark, sample_config, [D2], observers)
+        report = run(spark, sample_config, ORDERS, [D2], observers=observers)
     assert report.exit_code == 1
     assert len(webhook.received) == 1  # it was called ...
     # ... and its failure is one line, without the URL or any part of it.
@@ -188,10 +135,7 @@ def test_a_failing_webhook_is_one_warning_that_never_shows_the_url(
 )
 def test_network_errors_do_not_reveal_the_url(url: str, expected: str) -> None:
     if url == "closed-port":
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        url = f"http://127.0.0.1:{port}/services/s3cr3t"
+        url = f"http://127.0.0.1:{free_port()}/services/s3cr3t"
     warnings: list[str] = []
     report = RunReport("orders_daily", "run-x", Plan(frozenset([D2]), frozenset(), False))
     observer = AlertObserver(url, warnings.append, timeout=5)

@@ -10,20 +10,9 @@ from pathlib import Path
 import pytest
 
 from framework.cli import main
-from framework.lake.tables import Lakehouse
-from framework.state.ledger import Ledger
-from tests.test_ops_alerts import SECRET_PATH, Webhook
+from tests.helpers import SECRET_PATH, job_states
 
 D2 = "2024-01-02"
-
-
-@pytest.fixture
-def webhook():
-    hook = Webhook()
-    hook.thread.start()
-    yield hook
-    hook.server.shutdown()
-    hook.server.server_close()
 
 
 def test_failed_run_then_status_history_and_report(
@@ -71,10 +60,7 @@ def test_failed_run_then_status_history_and_report(
         ("transition", "failed"),
         ("run_finished", None),
     ]
-    failed = Ledger(spark, Lakehouse(sample_config.lakehouse).framework_table("ledger")).states(
-        "orders_daily"
-    )["orders_daily"]
-    [state] = failed.values()
+    [state] = job_states(spark, sample_config, "orders_daily").values()
     assert events[2]["error"] == {"class": state.error_class, "message": state.error_message}
     assert events[2]["run_id"] == state.run_id
 

@@ -11,7 +11,6 @@ import dataclasses
 import datetime as dt
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -21,20 +20,13 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from framework.engine.runner import Plan, RunReport, RunRequest, run_job
-from framework.lake.tables import Lakehouse
+from framework.engine.runner import Plan, RunReport
 from framework.ops.metrics import MetricsObserver
-from framework.state.ledger import Ledger
 from jobs.orders_daily import JOB as ORDERS
+from tests.helpers import free_port, job_states, run
 
 PUSHGATEWAY = shutil.which("prometheus-pushgateway") or "/usr/bin/prometheus-pushgateway"
 D1, D2 = dt.date(2024, 1, 1), dt.date(2024, 1, 2)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -88,26 +80,14 @@ def value(samples, name: str, **labels: str) -> float:
     return samples[(name, frozenset(labels.items()))]
 
 
-def run(spark, config, dates, observers):
-    return run_job(
-        spark,
-        Lakehouse(config.lakehouse),
-        ORDERS,
-        RunRequest.for_dates(dates),
-        observers=observers,
-    )
-
-
 def test_run_metrics_reach_the_pushgateway_and_keep_the_last_success(
     spark, sample_config, pushgateway
 ) -> None:
     warnings: list[str] = []
-    good = run(spark, sample_config, [D1], [MetricsObserver(pushgateway, warnings.append)])
+    observers = [MetricsObserver(pushgateway, warnings.append)]
+    good = run(spark, sample_config, ORDERS, [D1], observers=observers)
     assert good.exit_code == 0 and warnings == []
-    states = Ledger(spark, Lakehouse(sample_config.lakehouse).framework_table("ledger")).states(
-        ORDERS.name
-    )[ORDERS.name]
-    done = states[D1]
+    done = job_states(spark, sample_config, ORDERS.name)[D1]
     samples = scrape(pushgateway, ORDERS.name)
     assert {
         state: value(samples, "ninelives_run_partitions", state=state)
@@ -128,7 +108,8 @@ def test_run_metrics_reach_the_pushgateway_and_keep_the_last_success(
 
     # A failed run replaces the run's figures but leaves the last success in place.
     shutil.rmtree(Path(sample_config.lakehouse.landing) / "orders" / f"order_date={D2}")
-    bad = run(spark, sample_config, [D1, D2], [MetricsObserver(pushgateway, warnings.append)])
+    observers = [MetricsObserver(pushgateway, warnings.append)]
+    bad = run(spark, sample_config, ORDERS, [D1, D2], observers=observers)
     assert bad.exit_code == 1 and warnings == []
     samples = scrape(pushgateway, ORDERS.name)
     assert {

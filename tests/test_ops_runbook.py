@@ -32,16 +32,16 @@ from framework.cli.observe import observe_run
 from framework.cli.report import cmd_report
 from framework.cli.status import cmd_status
 from framework.core.config import Config
-from framework.engine.runner import RunReport, RunRequest, run_job
+from framework.engine.runner import RunReport
 from framework.lake.tables import Lakehouse
 from framework.ops.history import RunHistory
 from framework.ops.partition_calendar import STATE_COLOURS, render_calendar
 from framework.ops.runbook import plan_recovery
 from framework.state.leases import this_host
-from framework.state.ledger import Ledger, PartitionState
+from framework.state.ledger import PartitionState
 from jobs.orders_daily import JOB as ORDERS
 from tests.conftest import TEST_SPARK
-from tests.helpers import delta_versions
+from tests.helpers import delta_version, job_states, ledger_of, run
 
 D1, D2, D3 = dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)
 REPO = Path(__file__).resolve().parents[1]
@@ -61,8 +61,7 @@ class Scenario:
         return self.config.lakehouse.root
 
     def ledger_states(self, spark: SparkSession) -> dict[dt.date, PartitionState]:
-        lakehouse = Lakehouse(self.config.lakehouse)
-        return Ledger(spark, lakehouse.framework_table("ledger")).states(ORDERS.name)[ORDERS.name]
+        return job_states(spark, self.config, ORDERS.name)
 
 
 def run_namespace(scenario_lake: str, start: dt.date, end: dt.date, **extra: object):
@@ -84,13 +83,7 @@ def run_namespace(scenario_lake: str, start: dt.date, end: dt.date, **extra: obj
 
 def observed_run(spark, config: Config, dates: list[dt.date], args, stderr: io.StringIO):
     with observe_run(args, config, spark, env={}, stderr=stderr) as observers:
-        return run_job(
-            spark,
-            Lakehouse(config.lakehouse),
-            ORDERS,
-            RunRequest.for_dates(dates),
-            observers=observers,
-        )
+        return run(spark, config, ORDERS, dates, observers=observers)
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +200,7 @@ def test_history_has_one_row_with_the_ledger_counts(spark, scenario) -> None:
     states = scenario.ledger_states(spark)
     lakehouse = Lakehouse(scenario.config.lakehouse)
     [record] = RunHistory.of(spark, lakehouse).recent(ORDERS.name)
-    assert delta_versions(Path(lakehouse.framework_table("run_history").path)) == 1
+    assert delta_version(lakehouse.framework_table("run_history").path) == 0  # one commit
     report = scenario.report
     assert (record.run_id, record.job, record.outcome, record.exit_code) == (
         report.run_id,
@@ -259,9 +252,8 @@ def test_json_log_has_one_line_per_ledger_transition(spark, scenario) -> None:
     assert [e["event"] for e in (events[0], events[-1])] == ["run_started", "run_finished"]
     transitions = [e for e in events if e["event"] == "transition"]
     run_id = scenario.report.run_id
-    lakehouse = Lakehouse(scenario.config.lakehouse)
     rows = (
-        Ledger(spark, lakehouse.framework_table("ledger"))
+        ledger_of(spark, scenario.config)
         .frame()
         .where(f"run_id = '{run_id}'")
         .select("partition", "attempt", "state", "rows_read", "rows_written", "error_class")

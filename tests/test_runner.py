@@ -12,20 +12,15 @@ from pyspark.sql import functions as F
 
 from framework.core.config import Config
 from framework.core.keys import KEY_COLUMN
-from framework.engine.runner import RunRequest, run_job
 from framework.lake.tables import Lakehouse
-from framework.state.ledger import COMPLETE, FAILED, Ledger
-from framework.testing import commit_operations
+from framework.state.ledger import COMPLETE, FAILED
+from framework.testing import assert_same_rows, commit_operations
 from jobs.orders_daily import JOB as ORDERS
 from jobs.revenue_daily import JOB as REVENUE
-from tests.helpers import assert_same_rows, delta_versions
+from tests.helpers import delta_version, job_states, ledger_of, run
 
 DATES = [dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)]
 KEY = ("source_id", "order_date", "event_type")
-
-
-def run(spark, config: Config, job, dates, **options):
-    return run_job(spark, Lakehouse(config.lakehouse), job, RunRequest.for_dates(dates, **options))
 
 
 def landing_lines(config: Config, day: dt.date) -> list[str]:
@@ -138,14 +133,14 @@ def test_rerun_when_complete_reads_no_source_and_commits_nothing(spark, sample_c
         Path(lake.table("silver.orders").path),
         Path(lake.framework_table("ledger").path),
     )
-    commits = delta_versions(target), delta_versions(ledger)
+    versions = delta_version(target), delta_version(ledger)
     # Without its source, a rerun can only succeed by not reading it.
     shutil.rmtree(Path(sample_config.lakehouse.landing))
 
     again = run(spark, sample_config, ORDERS, DATES)
     assert again.exit_code == 0
     assert again.plan.to_run == () and again.results == []
-    assert (delta_versions(target), delta_versions(ledger)) == commits
+    assert (delta_version(target), delta_version(ledger)) == versions
 
 
 def test_force_reprocesses_one_date_and_leaves_the_others_untouched(spark, sample_config) -> None:
@@ -162,9 +157,7 @@ def test_force_reprocesses_one_date_and_leaves_the_others_untouched(spark, sampl
     after = silver(spark, sample_config)
     assert after.count() == after.select(KEY_COLUMN).distinct().count()
     assert_same_rows(after, before_all)
-    states = Ledger(spark, Lakehouse(sample_config.lakehouse).framework_table("ledger")).states(
-        ORDERS.name
-    )[ORDERS.name]
+    states = job_states(spark, sample_config, ORDERS.name)
     assert {d: s.attempt for d, s in states.items()} == {DATES[0]: 1, DATES[1]: 2, DATES[2]: 1}
 
 
@@ -231,8 +224,7 @@ def test_a_jobs_ledger_files_are_compacted_once_as_a_run_ends_and_its_states_sta
     """Compaction waits for the threshold, then is the run's last ledger commit: no
     partition's transition pays for it, and it changes no state."""
     monkeypatch.setattr("framework.state.ledger.COMPACT_AT_FILES", 4)
-    lake = Lakehouse(sample_config.lakehouse)
-    ledger = Ledger(spark, lake.framework_table("ledger"))
+    ledger = ledger_of(spark, sample_config)
     path = Path(ledger.ref.path)
 
     def job_files() -> int:

@@ -1,12 +1,12 @@
-"""Both sinks are idempotent, tagged, and write exactly the new data of a partition."""
+"""Both sinks are idempotent, tagged, and write exactly the new data of a partition; the
+empty tagged append records an attempt whose MERGE committed nothing."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-from pathlib import Path
 
 import pytest
+from deltalake import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, LongType, StringType, StructField, StructType
@@ -14,10 +14,10 @@ from pyspark.sql.types import DateType, LongType, StringType, StructField, Struc
 from framework.core.config import Config
 from framework.core.errors import FencedError
 from framework.core.keys import with_key, with_row_hash
-from framework.lake.commits import CHUNK_SLOTS, CommitTag, find_commits
+from framework.lake.commits import CHUNK_SLOTS, CommitTag, find_commits, write_marker
 from framework.lake.sinks import PROCESSED_AT_COLUMN, RUN_ID_COLUMN, MergeSink, ReplaceSink
 from framework.lake.tables import Lakehouse
-from tests.helpers import assert_same_rows
+from framework.testing import assert_same_rows
 
 D1, D2 = dt.date(2024, 1, 15), dt.date(2024, 1, 16)
 SCHEMA = StructType(
@@ -134,13 +134,9 @@ def test_commit_is_tagged_with_job_run_unit_and_each_partitions_attempt(spark, c
     }
     [found] = find_commits(spark, ref, "job")
     assert found.version == commit.version
-    log = ref.path + f"/_delta_log/{commit.version:020d}.json"
-    actions = [json.loads(line) for line in Path(log).read_text().splitlines()]
-    txn = [a["txn"] for a in actions if "txn" in a]
-    version = 7 * CHUNK_SLOTS  # the unit's number, with room for a big date's chunks below
-    assert txn == [
-        {"appId": "ninelives:job", "version": version, "lastUpdated": txn[0]["lastUpdated"]}
-    ]
+    # Delta's idempotent-write id of the job, at the unit's number with room below for a
+    # big date's chunks: what fences off a stale writer.
+    assert DeltaTable(ref.path).transaction_version("ninelives:job") == 7 * CHUNK_SLOTS
 
 
 D3 = dt.date(2024, 1, 17)
@@ -213,3 +209,28 @@ def test_a_stale_attempt_is_fenced_off(spark, config: Config, sink) -> None:
         write(spark, config, sink, [(D1, "a", 999)], D1, 4, run_id="zombie")
     ref = Lakehouse(config.lakehouse).table(sink.table)
     assert [r.qty for r in ref.read(spark).collect()] == [1]
+
+
+def test_marker_records_the_attempt_and_is_fenced_like_any_commit(spark, config) -> None:
+    ref = Lakehouse(config.lakehouse).table("silver.t")
+    df = prepared(spark, [(D1, "a", 1)])
+    MergeSink("silver.t").write(spark, ref, df, "day", CommitTag.single("job", D1, "r", 1))
+    before = ref.read(spark).collect()
+
+    marker = write_marker(spark, ref, df, "day", CommitTag.single("job", D1, "r2", 3))
+    assert marker.operation == "WRITE"
+    assert marker.metric("numFiles") == 0 and marker.metric("numOutputRows") == 0
+    assert marker.metadata["unit"] == 3 and marker.partition(D1)["attempt"] == 3
+    assert ref.read(spark).collect() == before
+
+    with pytest.raises(FencedError):
+        write_marker(spark, ref, df, "day", CommitTag.single("job", D1, "zombie", 2))
+    with pytest.raises(FencedError):
+        MergeSink("silver.t").write(
+            spark,
+            ref,
+            prepared(spark, [(D1, "a", 99)]),
+            "day",
+            CommitTag.single("job", dt.date(2024, 1, 15), "zombie", 2),
+        )
+    assert ref.read(spark).collect() == before

@@ -12,20 +12,16 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from framework.core.config import Config, ConfigError, config_from_mapping, parse_size
-from framework.engine.runner import RunReport, RunRequest, pack, run_job
+from framework.engine.runner import RunReport, RunRequest, pack
 from framework.lake.commits import CommitTag, write_marker
 from framework.lake.quarantine import quarantine_table
 from framework.lake.tables import Lakehouse
-from framework.state.ledger import COMPLETE, FAILED, Ledger
-from framework.testing import commit_operations, tagged_commits
+from framework.state.ledger import COMPLETE, FAILED
+from framework.testing import assert_same_rows, commit_operations, tagged_commits
 from jobs.orders_daily import JOB as ORDERS
-from tests.helpers import assert_same_rows
+from tests.helpers import ledger_of, run
 
 D1, D2, D3 = DATES = [dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)]
-
-
-def run(spark, config: Config, job, dates, **options) -> RunReport:
-    return run_job(spark, Lakehouse(config.lakehouse), job, RunRequest.for_dates(dates, **options))
 
 
 def beside(config: Config, tmp_path: Path, name: str) -> Config:
@@ -104,7 +100,7 @@ def test_a_date_whose_rows_break_the_transform_fails_alone_once_its_unit_is_spli
     reference = beside(sample_config, tmp_path, "reference")
     run(spark, reference, ORDERS, [D1, D3])
     assert_same_rows(target(spark, sample_config), target(spark, reference))
-    ledger = Ledger(spark, Lakehouse(sample_config.lakehouse).framework_table("ledger"))
+    ledger = ledger_of(spark, sample_config)
     history = ledger.frame().where(F.col("state") == FAILED).select("partition", "attempt")
     assert sorted((r.partition, r.attempt) for r in history.collect()) == [
         (D1, 1),
@@ -152,8 +148,7 @@ def test_a_unit_skipped_for_a_newer_number_is_claimed_again_above_it(
         (D1, COMPLETE, 2, 51),
         (D2, COMPLETE, 2, 51),
     ]
-    ledger = Ledger(spark, lake.framework_table("ledger"))
-    fenced = ledger.frame().where(F.col("state") == FAILED).collect()
+    fenced = ledger_of(spark, lake).frame().where(F.col("state") == FAILED).collect()
     assert {(r.partition, r.attempt, r.error_class) for r in fenced} == {
         (D1, 1, "FencedError"),
         (D2, 1, "FencedError"),
