@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from deltalake import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -80,7 +81,7 @@ def run(
     dates: Iterable[dt.date] = (),
     *,
     observers: Sequence[RunObserver] = (),
-    **options: object,
+    **options: Any,
 ) -> RunReport:
     """Run ``job`` in this session over ``dates`` (none: a watermark job's window, or
     ``only_failed``); ``options`` are :class:`RunRequest`'s."""
@@ -89,7 +90,7 @@ def run(
 
 
 def run_date(
-    spark: SparkSession, lake: Config | Lakehouse, job: Job, day: dt.date, **options: object
+    spark: SparkSession, lake: Config | Lakehouse, job: Job, day: dt.date, **options: Any
 ) -> PartitionState:
     """Run ``job`` for ``day`` alone: the state its last attempt ended in."""
     return run(spark, lake, job, [day], **options).results[-1]

@@ -8,6 +8,7 @@ import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pyspark.sql import functions as F
@@ -106,7 +107,7 @@ def test_wrong_type_is_quarantined_as_malformed(spark, lake) -> None:
 
 
 # One row per rule of orders_daily, each breaking only that rule: the rule's reason.
-RULE_BREAKERS = {
+RULE_BREAKERS: dict[str, dict[str, Any]] = {
     "source_id is not null": {"source_id": ...},
     "currency in (EUR, USD, GBP)": {"currency": "XXX"},
     "event_type in (created, paid, shipped, cancelled)": {"event_type": "teleported"},
@@ -120,7 +121,7 @@ RULE_BREAKERS = {
 def test_each_broken_rule_quarantines_its_row_with_the_rule(spark, lake) -> None:
     """All rules in one partition, so one run: each bad row is quarantined (as JSON of
     its parsed fields) with the rule it broke in its reason; the good rows are written."""
-    ids = {}  # rule -> source_id of its row (None: the row has none)
+    ids: dict[str, str | None] = {}  # rule -> source_id of its row (None: the row has none)
     lines = []
     for n, (rule, fields) in enumerate(RULE_BREAKERS.items()):
         ids[rule] = fields.get("source_id", f"ORD-{90 + n:010d}")
@@ -255,7 +256,7 @@ def test_drift_changed_type_names_expected_and_found(spark, lake) -> None:
 class FlakyStorage:
     """The landing source behind storage that resets the first connection."""
 
-    inner: object
+    inner: Any
     failures: int = 1
 
     def describe(self, lakehouse):

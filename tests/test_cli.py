@@ -136,6 +136,7 @@ def test_dry_run_plans_without_processing(spark, sample_config, conf_file, capsy
     ],
 )
 def test_usage_errors_exit_2_with_one_line(argv, message, config, capsys) -> None:
+    code: object
     try:
         code = main([*argv, *lake_args(config)])
     except SystemExit as exit_:  # argparse exits itself for parse errors

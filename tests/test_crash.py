@@ -22,6 +22,7 @@ first (the others wait for it and read them); each test copies what it needs. Ch
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -99,7 +100,7 @@ def crash_root(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path
     return root
 
 
-def built_once(root: Path, name: str, build: Callable[[Path], None]) -> Path:
+def built_once(root: Path, name: str, build: Callable[[Path], object]) -> Path:
     """``root / name``, built by ``build`` unless another worker already built it; the
     lock makes a second worker wait for the first instead of building it again."""
     path = root / name
@@ -305,7 +306,7 @@ def test_kill_during_the_target_merge_commit(
         child = start_run(lake, TWO_DAYS)
         # Should the first kill land after the commit, the second run heals D2 from it
         # and never writes the target: then there is no second moment to catch.
-        caught = kill_when(child, lambda w=watch, b=before: w(b), must_happen=watch is data_files)
+        caught = kill_when(child, functools.partial(watch, before), must_happen=watch is data_files)
         new_commits = commit_operations(lake.target_path)[len(commits_before) :]
         print(
             f"{'killed' if caught else 'ended'} after {child.seconds:.1f} s"

@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
@@ -170,7 +171,7 @@ def test_a_python_error_in_a_jobs_transform_names_the_jobs_own_line(
 # ------------------------------------------------- the catalogue of a night's failures
 
 D2 = DAY + dt.timedelta(days=1)
-QUICK_RETRIES = {"retry_base_seconds": 0.01}
+QUICK_RETRIES: dict[str, Any] = {"retry_base_seconds": 0.01}
 
 
 def failed_attempts(spark: SparkSession, config: Config, day: dt.date) -> list[tuple]:

@@ -12,6 +12,7 @@ import random
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -150,7 +151,7 @@ def test_stale_dates_and_the_plan_are_the_same_without_a_jvm(spark, sample_confi
         spark, lake, ORDERS, states, dates
     )
     for include_stale in (False, True):
-        options = {"include_stale": include_stale, "dry_run": True}
+        options: dict[str, Any] = {"include_stale": include_stale, "dry_run": True}
         planned, _ = native.plan(lake, ORDERS, RunRequest.for_dates(dates, **options))
         assert planned == run(spark, lake, ORDERS, dates, **options).plan
         assert planned.to_run == ((D2,) if include_stale else ())
@@ -192,7 +193,7 @@ def test_the_quarantine_reads_the_same_after_a_forced_rerun_replaced_a_dates_rej
     monkeypatch.setenv(native.ENABLED_VARIABLE, "0")
     by_spark = [reads.quarantined(sample_config, ORDERS.name, d, 1000) for d in (None, D2)]
     assert by_delta_rs == by_spark
-    (total, rows), (on_d2, _) = by_spark  # type: ignore[misc]
+    (total, rows), (on_d2, _) = by_spark
     assert 0 < on_d2 < total == len(rows) == len({(r["partition"], r["raw"]) for r in rows})
 
 

@@ -113,6 +113,7 @@ def test_failed_run_then_status_history_and_report(
     ],
 )
 def test_operations_usage_errors_exit_2_with_one_line(argv, message, config, capsys) -> None:
+    code: object
     try:
         code = main([*argv, "--lakehouse", config.lakehouse.root])
     except SystemExit as exit_:

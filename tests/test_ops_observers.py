@@ -150,14 +150,18 @@ class Exploding:
     def run_finished(self, report: RunReport) -> None:
         return None
 
+    def run_aborted(self, error: BaseException) -> None:
+        raise RuntimeError("the observer broke")
+
 
 def test_guarded_observer_turns_an_error_into_one_warning_line() -> None:
     warnings: list[str] = []
     guarded = Guarded(Exploding(), "metrics", warnings.append)
     guarded.run_started(report_for(DAYS))  # must not raise
-    guarded.run_aborted(RuntimeError("x"))  # the wrapped observer has no run_aborted: ignored
+    guarded.run_aborted(RuntimeError("x"))  # must not raise either
     assert warnings == [
-        "metrics failed: RuntimeError: gateway http://user:pw@example.invalid/x said no"
+        "metrics failed: RuntimeError: gateway http://user:pw@example.invalid/x said no",
+        "metrics failed: RuntimeError: the observer broke",
     ]
 
 
