@@ -75,11 +75,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.delta_log import commits, versions
 from bench.eventlog import eventlog_summary
 from bench.job import JOB, START, TARGET, ninelives
 from bench.measure import PYTHON, REPO, Measured, child_env, expect, run_child
 from bench.timeline import committed_dates
+from framework.testing.delta_log import log_commits as commits
+from framework.testing.delta_log import log_versions as versions
 
 BENCH = REPO / "bench"
 SEED = 42

@@ -15,8 +15,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from bench.delta_log import commits
 from bench.job import JOB, TARGET
+from framework.testing.delta_log import log_commits as commits
 
 
 def _ms(commit: dict[str, Any], name: str) -> float:

@@ -2,7 +2,9 @@
 
 A crash test asks which commits exist after a kill, and which partitions a ninelives
 unit tagged in each (its ``userMetadata``); reading the JSON commit files directly
-answers while a child run may still be writing, and costs no query.
+answers while a child run may still be writing, and costs no query. The benchmark
+reads its timings from the same :func:`log_commits`: ``deltalake``'s ``history()`` has
+each commit's ``commitInfo`` but not the statistics of the files it added.
 
 Example::
 
@@ -16,6 +18,7 @@ import contextlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 
 def files_under(folder: Path) -> set[str]:
@@ -31,22 +34,48 @@ def log_versions(table: Path) -> list[int]:
     return sorted(int(p.stem) for p in (table / "_delta_log").glob("*.json") if p.stem.isdigit())
 
 
+def log_commits(table: Path, after: int | None = None) -> list[dict[str, Any]]:
+    """Every commit of the Delta table at ``table`` (only those above version ``after``,
+    if given), oldest first: its ``commitInfo`` (``timestamp`` in epoch ms,
+    ``operation``, ``operationMetrics``, ``userMetadata``, ...) plus ``version``,
+    ``added`` (the parsed statistics of each added file that has them), ``add_actions``
+    and ``remove_actions`` (how many files it added and removed)."""
+    out = []
+    for version in log_versions(table):
+        if after is not None and version <= after:
+            continue
+        commit: dict[str, Any] = {"version": version, "added": []}
+        adds = removes = 0
+        with (table / "_delta_log" / f"{version:020d}.json").open() as lines:
+            for line in lines:
+                action = json.loads(line)
+                if "commitInfo" in action:
+                    commit.update(action["commitInfo"])
+                elif "add" in action:
+                    adds += 1
+                    if action["add"].get("stats"):
+                        commit["added"].append(json.loads(action["add"]["stats"]))
+                removes += "remove" in action
+        commit.update(add_actions=adds, remove_actions=removes)
+        out.append(commit)
+    return out
+
+
 def commits(table: Path) -> list[tuple[int, str, dict | None]]:
     """(version, operation, ninelives commit metadata or None) of each commit in a
     Delta log."""
     found = []
-    for version in log_versions(table):
-        with (table / "_delta_log" / f"{version:020d}.json").open() as log:
-            for line in log:
-                info = json.loads(line).get("commitInfo")
-                if info is None:
-                    continue
-                meta = None
-                with contextlib.suppress(TypeError, ValueError):
-                    meta = json.loads(info.get("userMetadata"))
-                found.append(
-                    (version, info.get("operation", "?"), meta if isinstance(meta, dict) else None)
-                )
+    for commit in log_commits(table):
+        meta = None
+        with contextlib.suppress(TypeError, ValueError):
+            meta = json.loads(commit.get("userMetadata"))  # type: ignore[arg-type]
+        found.append(
+            (
+                commit["version"],
+                commit.get("operation", "?"),
+                meta if isinstance(meta, dict) else None,
+            )
+        )
     return found
 
 
