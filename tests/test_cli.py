@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
 import pytest
 
 from framework.cli import main
+from framework.core import logs
 from framework.core.config import Config
 
 
@@ -176,3 +178,14 @@ def test_unknown_config_key_exits_2_naming_key_and_file(config, tmp_path, capsys
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"ninelives: unknown config key 'spark.shuffle_partitons' in {bad}")
     assert len(err.splitlines()) == 1
+
+
+def test_the_command_prints_the_librarys_warnings_as_one_line_and_no_run_events(capsys) -> None:
+    """What ``main`` does with the ``framework`` logger: a warning is one
+    ``ninelives: ...`` line on the stderr of the moment; run events (INFO) are not
+    printed there, and a second call adds no second handler."""
+    logs.to_stderr()
+    logs.to_stderr()
+    logging.getLogger("framework.ops.native").warning("%s; reading it with Spark", "why")
+    logging.getLogger(logs.EVENTS).info("transition", extra={"fields": {"state": "complete"}})
+    assert capsys.readouterr().err == "ninelives: why; reading it with Spark\n"

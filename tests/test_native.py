@@ -197,7 +197,7 @@ def test_the_quarantine_reads_the_same_after_a_forced_rerun_replaced_a_dates_rej
     assert 0 < on_d2 < total == len(rows) == len({(r["partition"], r["raw"]) for r in rows})
 
 
-def test_a_ledger_delta_rs_cannot_read_is_never_guessed_at(spark, sample_config, capsys) -> None:
+def test_a_ledger_delta_rs_cannot_read_is_never_guessed_at(spark, sample_config, caplog) -> None:
     """A reader feature neither engine knows: delta-rs refuses, the command says so in one
     line and asks Spark, which refuses too, naming the feature; no state is made up."""
     lake = Lakehouse(sample_config.lakehouse)
@@ -209,5 +209,6 @@ def test_a_ledger_delta_rs_cannot_read_is_never_guessed_at(spark, sample_config,
         native.ledger_states(lake, JOBS)
     with pytest.raises(Exception, match=feature):
         reads.states(sample_config, lake, ORDERS.name, ())
-    [line] = capsys.readouterr().err.splitlines()
-    assert line.startswith("ninelives: ") and line.endswith("; reading it with Spark")
+    [notice] = [r for r in caplog.records if r.name == "framework.ops.native"]
+    assert notice.levelname == "WARNING" and notice.getMessage().endswith("; reading it with Spark")
+    assert feature in notice.getMessage()
