@@ -1,4 +1,4 @@
-"""The big night (issue 16): one date of 10M records in 20+ landing files, on the
+"""The big night: one date of 10M records in 20+ landing files, on the
 default configuration (``local[*]``, a 2 GiB driver, the default shuffle partitions).
 
 Every case is a real ``ninelives run`` child on the same landing data, in a lakehouse of

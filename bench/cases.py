@@ -344,7 +344,7 @@ class Bench:
         self.landing.rename(away)  # a run that reads any source file now fails
         try:
             run = self.measure("c_noop", self.ninelives("c_noop", lh, *self.all_dates()))
-            # The same rerun planned through Spark (before issue 17, every rerun was):
+            # The same rerun planned through Spark (as every rerun was before delta-rs):
             spark = self.measure(
                 "c_noop_spark",
                 self.ninelives("c_noop_spark", lh, *self.all_dates()),

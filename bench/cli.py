@@ -28,7 +28,9 @@ def _numbers(text: str) -> list[int]:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="ninelives benchmark (issue 7)")
+    parser = argparse.ArgumentParser(
+        description="ninelives benchmark: the 30-date night and its baselines"
+    )
 
     def switch(flag: str, text: str) -> None:
         parser.add_argument(flag, action="store_true", help=text)

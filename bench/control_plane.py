@@ -1,4 +1,4 @@
-"""The control plane without a JVM (issue 17): ``ninelives status`` of a job with 365
+"""The control plane without a JVM: ``ninelives status`` of a job with 365
 complete dates, and the rerun with nothing to do over them, each through delta-rs and
 through Spark (``NINELIVES_NATIVE=0``), side by side in one invocation.
 

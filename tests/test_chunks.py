@@ -1,4 +1,4 @@
-"""Resumable big partitions (issue 16): a date bigger than a work unit goes in chunks of
+"""Resumable big partitions: a date bigger than a work unit goes in chunks of
 its files, one commit each; kill -9 between chunk commits, inside one, or after the last,
 and the rerun processes only the chunks the target's log lacks, and equals one pass.
 

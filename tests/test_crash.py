@@ -1,10 +1,10 @@
-"""kill -9 anywhere, then rerun: the result equals an uninterrupted run (issues 3 and 8).
+"""kill -9 anywhere, then rerun: the result equals an uninterrupted run.
 
 Every crashed run here is a real ``ninelives run`` child process (``orders_daily``, and
 the watermark job ``orders_incremental`` at every crash point) in its own process
 group, killed with SIGKILL of the whole group: at a named crash point, at a random
 instant, or the moment the filesystem shows a commit in flight. Named points inside
-Delta's own writes (each table's first commit, a checkpoint; issue 13) are the crash
+Delta's own writes (each table's first commit, a checkpoint) are the crash
 kit's file system (:mod:`framework.testing`, ``JVM_POINTS``), which kills the group from
 inside the JVM at that instant. The rerun that follows
 is ``run_job`` in the test's own session (:func:`framework.testing.rerun`): the same
@@ -78,7 +78,7 @@ DAYS = 3
 D1, D2, D3 = DATES = sample_dates(DAYS)
 TWO_DAYS = [D1, D2]
 
-# Whether the crashed partition's target commit exists yet, for the points issue 3 names.
+# Whether the crashed partition's target commit exists yet, at each named point.
 # The target commit is a unit's last write, so after it the rerun heals the unit.
 BEFORE_TARGET_COMMIT = {"after_claim", "after_read", "after_rejects_commit"}
 AFTER_TARGET_COMMIT = {"after_target_commit", "before_complete"}
@@ -390,13 +390,13 @@ def test_a_kill_inside_a_tables_first_commit_then_a_rerun_equals_an_uninterrupte
     assert_rerun_recovers(spark, lake, reference)
 
 
-def test_a_kill_inside_the_quarantines_first_commit_and_issue_13s_empty_log_folder(
+def test_a_kill_inside_the_quarantines_first_commit_and_a_table_with_an_empty_log_folder(
     spark, tmp_path, landing, reference
 ) -> None:
     """D1's target committed, then the kill inside the quarantine's first commit. A copy
-    of that lakehouse is issue 13's reproduction: its quarantine folder holds only an
-    empty ``_delta_log/``, as when the kill lands before the commit is staged. Both
-    reruns recover; before issue 13, every rerun of the copy failed DELTA_TABLE_NOT_FOUND."""
+    of that lakehouse has a quarantine folder that holds only an empty ``_delta_log/``,
+    as when the kill lands before the commit is staged. Both reruns recover (a table
+    whose log holds no commit is no table: a rerun used to fail DELTA_TABLE_NOT_FOUND)."""
     lake = new_lake(tmp_path / "staged", landing, ORDERS_DAILY)
     quarantine = killed_inside_first_commit(lake, QUARANTINE_FIRST_COMMIT)
     reproduction = new_lake(tmp_path / "empty-log", landing, ORDERS_DAILY, template=lake.root)

@@ -1,4 +1,4 @@
-"""The control plane without a JVM (issue 17): the framework's tables read by delta-rs.
+"""The control plane without a JVM: the framework's tables read by delta-rs.
 
 A run with nothing to do, ``status``, ``history``, ``quarantine`` and ``report`` need
 the ledger, the run history or the quarantine (small Delta tables) and a listing of the
