@@ -70,7 +70,7 @@ run: setup
 # test alone takes minutes). TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
 test: setup $(CRASHFS) $(CDS)
-	$(BIN)/pytest -m "not soak" -n $(TEST_WORKERS) --dist worksteal
+	$(BIN)/pytest -m "not soak" -n $(TEST_WORKERS) --dist worksteal --durations=15
 
 # Only the kill -9 suite (also part of `make test`).
 crash: setup $(CRASHFS) $(CDS)
