@@ -104,6 +104,17 @@ def test_a_failed_partition_exits_1_and_names_the_fix(spark, sample_config, conf
     assert "SourceMissingError: no source files for 2024-01-03" in out
     assert "To recover: ninelives run orders_daily --date 2024-01-03" in out
 
+    # A job run by its import path is recovered by the same path: its name alone is
+    # not registered where the person's own jobs live.
+    options = ["--date", "2024-01-03", "--conf", str(conf_file), *lake_args(sample_config)]
+    assert main(["run", "jobs.orders_daily:JOB", *options]) == 1
+    assert "To recover: ninelives run jobs.orders_daily:JOB --date 2024-01-03" in (
+        capsys.readouterr().out
+    )
+    assert main(["status", "jobs.orders_daily:JOB", *options]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("To recover: ninelives run jobs.orders_daily:JOB --date 2024-01-03")
+
 
 def test_dry_run_plans_without_processing(spark, sample_config, conf_file, capsys) -> None:
     code = main(

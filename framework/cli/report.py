@@ -37,7 +37,7 @@ def cmd_report(args: argparse.Namespace, config: Config, console: Console) -> in
     if dates is None:
         dates = date_range(min(states), max(states)) if states else []
     recovery = plan_recovery(
-        job.name,
+        args.job,  # the recovery command names the job as the person did
         filter_partitions(dates, states),
         states,
         cli_options=repeated_options(args),

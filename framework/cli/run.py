@@ -112,7 +112,7 @@ def cmd_run(args: argparse.Namespace, config: Config, console: Console) -> int:
             f"{len(report.plan.skipped)} complete partition(s) skipped"
         )
         return 0
-    print_run_summary(report, console, repeated_options(args))
+    print_run_summary(report, console, repeated_options(args), command_job=args.job)
     for state in report.held.values():
         print(f"ninelives: {held_message(job.name, state)}", file=sys.stderr)
     return report.exit_code
@@ -142,7 +142,7 @@ def _nothing_to_do(
         report.finished_at = utcnow()
         for observer in observers:
             observer.run_finished(report)
-    print_run_summary(report, console, repeated_options(args))
+    print_run_summary(report, console, repeated_options(args), command_job=args.job)
     return True
 
 

@@ -41,6 +41,12 @@ def cmd_status(args: argparse.Namespace, config: Config, console: Console) -> in
         lambda: read_by_spark(reads.session(config), lakehouse, job, dates),
     )
     print_job_status(
-        console, job, status, repeated_options(args), only=args.state or (), as_json=args.json
+        console,
+        job,
+        status,
+        repeated_options(args),
+        only=args.state or (),
+        as_json=args.json,
+        command_job=args.job,
     )
     return 0

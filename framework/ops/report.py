@@ -91,7 +91,12 @@ def _escape(text: str) -> str:
     return text.replace("[", r"\[")
 
 
-def print_run_summary(report: RunReport, console: Console, cli_options: str = "") -> None:
+def print_run_summary(
+    report: RunReport, console: Console, cli_options: str = "", *, command_job: str = ""
+) -> None:
+    """The run's table, its one-line summary and, if a partition is not complete, the
+    command that recovers it (``command_job``: the job as the person named it, such as
+    ``mypackage.clicks:JOB``; its name by default)."""
     table = _table(f"{report.job} run {report.run_id}", extra=("seconds",))
     for state in report.healed:
         note = f"healed: target commit v{state.target_version} existed, nothing recomputed"
@@ -111,7 +116,7 @@ def print_run_summary(report: RunReport, console: Console, cli_options: str = ""
         + (f", {len(report.held)} held by another runner" if report.held else "")
     )
     if report.incomplete:
-        command = recovery_command(report.job, report.incomplete, cli_options)
+        command = recovery_command(command_job or report.job, report.incomplete, cli_options)
         console.print(f"To recover: {command}", markup=False, soft_wrap=True)
 
 
@@ -231,8 +236,10 @@ def print_status(
     upstream: Mapping[str, Mapping[dt.date, PartitionState]] | None = None,
     now: dt.datetime | None = None,
     stale: Collection[dt.date] = (),
+    command_job: str = "",
 ) -> list[dt.date]:
-    """Print one row per partition, the runbook and the recovery command.
+    """Print one row per partition, the runbook and the recovery command (which names
+    the job as ``command_job``, if given: how the person named it).
 
     ``stale`` are complete partitions whose input changed since: shown as ``stale``,
     and recovered by a rerun with ``--include-stale``.
@@ -245,12 +252,18 @@ def print_status(
     host = this_host()
     shown = filter_partitions(partitions, states, only)
     recovery = plan_recovery(
-        job, shown, states, cli_options=cli_options, upstream=upstream, now=now, host=host
+        command_job or job,
+        shown,
+        states,
+        cli_options=cli_options,
+        upstream=upstream,
+        now=now,
+        host=host,
     )
     bad = [p for p in shown if state_name(states.get(p)) != COMPLETE]
     stale_shown = [p for p in shown if p in set(stale)]
     if stale_shown:
-        recovery = _with_stale(job, recovery, stale_shown, bad, cli_options)
+        recovery = _with_stale(command_job or job, recovery, stale_shown, bad, cli_options)
     if as_json:
         document = status_document(
             job, shown, states, recovery, now=now, host=host, stale=stale_shown

@@ -76,6 +76,7 @@ def print_job_status(
     *,
     only: Sequence[str] = (),
     as_json: bool = False,
+    command_job: str = "",
 ) -> None:
     """Print ``status`` as ``ninelives status`` does; ``cli_options`` go into the
     recovery command, ``only`` keeps the partitions in those states."""
@@ -94,4 +95,5 @@ def print_job_status(
         as_json=as_json,
         upstream=status.upstream,
         stale=status.stale,
+        command_job=command_job,
     )
