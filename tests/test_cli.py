@@ -114,6 +114,8 @@ def test_a_failed_partition_exits_1_and_names_the_fix(spark, sample_config, conf
     assert main(["status", "jobs.orders_daily:JOB", *options]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("To recover: ninelives run jobs.orders_daily:JOB --date 2024-01-03")
+    assert main(["history", "jobs.orders_daily:JOB", *lake_args(sample_config)]) == 0
+    assert "2 run(s) shown, 2 not successful" in capsys.readouterr().out
 
 
 def test_dry_run_plans_without_processing(spark, sample_config, conf_file, capsys) -> None:

@@ -13,6 +13,7 @@ from framework.cli.args import Commands, positive, repeated_options
 from framework.core.config import Config
 from framework.core.dates import iso
 from framework.core.names import checked_identifier
+from framework.engine.registry import get_job
 from framework.ops.history import RunRecord
 
 _OUTCOME_STYLE = {"succeeded": "green", "nothing_to_do": "dim", "failed": "bold red"}
@@ -71,7 +72,9 @@ def history_table(job: str, records: list[RunRecord]) -> Table:
 
 
 def cmd_history(args: argparse.Namespace, config: Config, console: Console) -> int:
-    job = checked_identifier(args.job, "job name")  # a removed job keeps its history
+    # A removed job keeps its history, so a plain name need not be registered; an
+    # import path names the job it holds.
+    job = get_job(args.job).name if ":" in args.job else checked_identifier(args.job, "job name")
     records = reads.recent_runs(config, job, args.limit)
     if args.json:
         for record in records:
@@ -84,7 +87,7 @@ def cmd_history(args: argparse.Namespace, config: Config, console: Console) -> i
     failed = [r for r in records if r.outcome != "succeeded" and r.outcome != "nothing_to_do"]
     console.print(
         f"{len(records)} run(s) shown, {len(failed)} not successful; "
-        f"partition details: ninelives status {job}{repeated_options(args)}",
+        f"partition details: ninelives status {args.job}{repeated_options(args)}",
         markup=False,
         soft_wrap=True,
     )
