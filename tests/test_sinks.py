@@ -4,6 +4,7 @@ empty tagged append records an attempt whose MERGE committed nothing."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
@@ -18,6 +19,7 @@ from framework.lake.commits import CHUNK_SLOTS, CommitTag, find_commits, write_m
 from framework.lake.sinks import PROCESSED_AT_COLUMN, RUN_ID_COLUMN, MergeSink, ReplaceSink
 from framework.lake.tables import Lakehouse
 from framework.testing import assert_same_rows
+from framework.testing.delta_log import log_commits
 
 D1, D2 = dt.date(2024, 1, 15), dt.date(2024, 1, 16)
 SCHEMA = StructType(
@@ -134,9 +136,18 @@ def test_commit_is_tagged_with_job_run_unit_and_each_partitions_attempt(spark, c
     }
     [found] = find_commits(spark, ref, "job")
     assert found.version == commit.version
-    # Delta's idempotent-write id of the job, at the unit's number with room below for a
-    # big date's chunks: what fences off a stale writer.
-    assert DeltaTable(ref.path).transaction_version("ninelives:job") == 7 * CHUNK_SLOTS
+    # Delta's idempotent-write id of the job, in the unit's own commit, at the unit's
+    # number with room below for a big date's chunks: what fences off a stale writer.
+    [logged] = [c for c in log_commits(Path(ref.path)) if c["version"] == commit.version]
+    version = 7 * CHUNK_SLOTS
+    assert logged["txn"] == [
+        {
+            "appId": "ninelives:job",
+            "version": version,
+            "lastUpdated": logged["txn"][0]["lastUpdated"],
+        }
+    ]
+    assert DeltaTable(ref.path).transaction_version("ninelives:job") == version
 
 
 D3 = dt.date(2024, 1, 17)

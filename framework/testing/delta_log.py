@@ -38,19 +38,22 @@ def log_commits(table: Path, after: int | None = None) -> list[dict[str, Any]]:
     """Every commit of the Delta table at ``table`` (only those above version ``after``,
     if given), oldest first: its ``commitInfo`` (``timestamp`` in epoch ms,
     ``operation``, ``operationMetrics``, ``userMetadata``, ...) plus ``version``,
-    ``added`` (the parsed statistics of each added file that has them), ``add_actions``
+    ``added`` (the parsed statistics of each added file that has them), ``txn`` (its
+    transaction-id actions: ``appId``, ``version``, ``lastUpdated``), ``add_actions``
     and ``remove_actions`` (how many files it added and removed)."""
     out = []
     for version in log_versions(table):
         if after is not None and version <= after:
             continue
-        commit: dict[str, Any] = {"version": version, "added": []}
+        commit: dict[str, Any] = {"version": version, "added": [], "txn": []}
         adds = removes = 0
         with (table / "_delta_log" / f"{version:020d}.json").open() as lines:
             for line in lines:
                 action = json.loads(line)
                 if "commitInfo" in action:
                     commit.update(action["commitInfo"])
+                elif "txn" in action:
+                    commit["txn"].append(action["txn"])
                 elif "add" in action:
                     adds += 1
                     if action["add"].get("stats"):
