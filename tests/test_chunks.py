@@ -21,7 +21,7 @@ from pyspark.sql import SparkSession
 from framework.cli import main
 from framework.engine.chunks import Manifest, cut, resumable
 from framework.engine.runner import RunReport, RunRequest, run_job, stale_partitions
-from framework.lake.sources import InputFile
+from framework.lake.storage import InputFile
 from framework.state.ledger import COMPLETE, FAILED, RUNNING, PartitionState
 from framework.testing import (
     KILLED,

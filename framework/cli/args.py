@@ -29,6 +29,7 @@ from rich.console import Console
 from framework.core import dates
 from framework.core.config import Config, load_config, parse_size
 from framework.core.errors import UsageError
+from framework.lake.storage import is_url
 
 Handler = Callable[[argparse.Namespace, Config, Console], int]
 """What a command runs: the parsed options, the configuration, the console; its exit code."""
@@ -123,7 +124,7 @@ def config_of(args: argparse.Namespace) -> Config:
     config = load_config(conf, lakehouse=lakehouse)
     if getattr(args, "verbose", False):
         config = config.with_spark(quiet=False)
-    if not config.lakehouse.catalog:
+    if not config.lakehouse.catalog and not is_url(config.lakehouse.root):
         check_lakehouse_root(config.lakehouse.root)
     return config
 

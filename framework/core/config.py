@@ -33,9 +33,10 @@ else:  # pragma: no cover - exercised only on 3.10
 class LakehouseConfig:
     """Where tables live.
 
-    Locally ``root`` is a directory and table ``schema.name`` is the Delta table at
-    ``<root>/<schema>/<name>``. With ``catalog`` set (Databricks Unity Catalog), tables
-    are the three-part names ``<catalog>.<schema>.<name>`` and ``root`` is unused.
+    ``root`` is a directory or an object-store URL (``s3a://bucket/lake``) and table
+    ``schema.name`` is the Delta table at ``<root>/<schema>/<name>``. With ``catalog`` set
+    (Databricks Unity Catalog), tables are the three-part names
+    ``<catalog>.<schema>.<name>`` and ``root`` is unused.
     """
 
     root: str = "./lakehouse"
@@ -43,6 +44,12 @@ class LakehouseConfig:
     framework_schema: str = "_ninelives"
     landing: str = "landing"
     """Root of the landing files, relative to ``root`` unless absolute (a UC volume path)."""
+    s3_endpoint: str = ""
+    """S3 (``s3a://``) only: an endpoint other than AWS's, e.g. ``http://127.0.0.1:9000``."""
+    s3_path_style: bool = False
+    """S3 only: ``https://endpoint/bucket/key`` addressing (most S3-compatible stores)."""
+    s3_region: str = ""
+    """S3 only: the buckets' region, where the endpoint needs one."""
 
 
 @dataclass(frozen=True)

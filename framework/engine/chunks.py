@@ -57,7 +57,8 @@ from framework.lake.commits import (
 )
 from framework.lake.locks import write_lock
 from framework.lake.sinks import PROCESSED_AT_COLUMN, ReplaceSink
-from framework.lake.sources import InputFile, files_fingerprint
+from framework.lake.storage import InputFile
+from framework.lake.storage import fingerprint as files_fingerprint
 from framework.lake.tables import Lakehouse, TableRef
 from framework.state.ledger import COMPLETE, FAILED, RUNNING, PartitionState, utcnow
 
@@ -99,7 +100,10 @@ class Manifest:
             {
                 "id": self.id,
                 "fingerprint": self.fingerprint,
-                "files": [[f.path, f.size, f.modified_ns] for f in self.files],
+                "files": [
+                    [f.path, f.size, f.modified_ns, *([f.version] if f.version else [])]
+                    for f in self.files
+                ],
                 "chunks": [list(c) for c in self.chunks],
             },
             separators=(",", ":"),
@@ -111,7 +115,7 @@ class Manifest:
         return cls(
             data["id"],
             data["fingerprint"],
-            tuple(InputFile(p, int(s), int(m)) for p, s, m in data["files"]),
+            tuple(InputFile(p, int(s), int(m), *v) for p, s, m, *v in data["files"]),
             tuple((int(a), int(b)) for a, b in data["chunks"]),
         )
 

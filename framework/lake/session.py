@@ -16,13 +16,14 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 from pyspark.sql import SparkSession
 
 from framework.core.config import Config, SparkConfig
+from framework.lake.storage import spark_confs
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +60,19 @@ def delta_jars(spark_config: SparkConfig) -> list[str]:
     return []
 
 
-def local_session_builder(spark_config: SparkConfig) -> SparkSession.Builder:
-    """A builder for a local Delta session; the caller calls ``getOrCreate()``."""
+def local_session_builder(
+    spark_config: SparkConfig, defaults: Mapping[str, str] | None = None
+) -> SparkSession.Builder:
+    """A builder for a local Delta session; the caller calls ``getOrCreate()``.
+    ``defaults``: settings of the lakehouse's storage (:func:`~framework.lake.storage.
+    spark_confs`), under the config's own ``[spark] extra``."""
     builder = (
         SparkSession.builder.master(spark_config.master)
         .appName(spark_config.app_name)
         .config("spark.sql.shuffle.partitions", str(spark_config.shuffle_partitions))
         .config("spark.driver.memory", spark_config.driver_memory)
     )
-    confs = {**DELTA_CONFS, **LOCAL_CONFS, **spark_config.extra}
+    confs = {**DELTA_CONFS, **LOCAL_CONFS, **(defaults or {}), **spark_config.extra}
     if spark_config.quiet:
         # Beside the driver's own Java options from the config, not in their place, and
         # before them: a log4j2.configurationFile of the user's own comes last and wins.
@@ -90,7 +95,9 @@ def under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-def submitted_session_builder(spark_config: SparkConfig) -> SparkSession.Builder:
+def submitted_session_builder(
+    spark_config: SparkConfig, defaults: Mapping[str, str] | None = None
+) -> SparkSession.Builder:
     """A builder for a driver launched by spark-submit: only the SQL settings, and only
     those the command line did not give (``--conf`` and ``--name`` win).
 
@@ -104,6 +111,7 @@ def submitted_session_builder(spark_config: SparkConfig) -> SparkSession.Builder
         **DELTA_CONFS,
         "spark.sql.shuffle.partitions": str(spark_config.shuffle_partitions),
         "spark.sql.session.timeZone": "UTC",
+        **(defaults or {}),
         **spark_config.extra,
     }
     builder = SparkSession.builder
@@ -119,9 +127,10 @@ def get_or_create_session(config: Config) -> SparkSession:
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    storage = spark_confs(config.lakehouse)
     if under_spark_submit():
-        return submitted_session_builder(config.spark).getOrCreate()
-    builder = local_session_builder(config.spark)
+        return submitted_session_builder(config.spark, storage).getOrCreate()
+    builder = local_session_builder(config.spark, storage)
     if not config.spark.quiet:
         return builder.getOrCreate()
     with jvm_start_notices_hidden():

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from pyspark.sql import DataFrame, SparkSession
@@ -26,32 +24,11 @@ from pyspark.sql.types import StringType, StructField, StructType
 
 from framework.core.errors import SourceMissingError
 from framework.core.names import checked_identifier
+from framework.lake.storage import InputFile
+from framework.lake.storage import fingerprint as files_fingerprint
 from framework.lake.tables import Lakehouse
 
 CORRUPT_COLUMN = "_corrupt_record"
-
-
-@dataclass(frozen=True)
-class InputFile:
-    """One input file of a partition, as a manifest records it."""
-
-    path: str
-    size: int
-    modified_ns: int
-
-
-def _data_files(folder: Path) -> list[Path]:
-    """The files of a landing folder that hold data, in name order: not hidden (``.``)
-    and not a marker (``_SUCCESS``), as Spark's own listing leaves them out."""
-    return sorted(f for f in folder.iterdir() if f.is_file() and not f.name.startswith((".", "_")))
-
-
-def files_fingerprint(files: Iterable[InputFile]) -> str:
-    """sha256 of the files' names, sizes and modification times."""
-    digest = hashlib.sha256()
-    for f in files:
-        digest.update(f"{Path(f.path).name}\0{f.size}\0{f.modified_ns}\n".encode())
-    return f"files:{digest.hexdigest()}"
 
 
 class Source(Protocol):
@@ -135,8 +112,8 @@ class JsonLinesSource:
 
     def listing_fingerprint(self, lakehouse: Lakehouse, partition: dt.date) -> str | None:
         """:meth:`fingerprint`, which is a file listing: no Spark needed."""
-        folder = Path(self.partition_path(lakehouse, partition))
-        if not folder.is_dir():
+        folder = self.partition_path(lakehouse, partition)
+        if not lakehouse.storage.is_dir(folder):
             return None
         return files_fingerprint(self.listed(lakehouse, partition))
 
@@ -152,14 +129,7 @@ class JsonLinesSource:
 
     def listed(self, lakehouse: Lakehouse, partition: dt.date) -> list[InputFile]:
         """:meth:`files`, by a listing of the landing folder alone."""
-        folder = Path(self.partition_path(lakehouse, partition))
-        if not folder.is_dir():
-            return []
-        found = []
-        for f in _data_files(folder):
-            stat = f.stat()
-            found.append(InputFile(str(f.resolve()), stat.st_size, stat.st_mtime_ns))
-        return found
+        return lakehouse.storage.files(self.partition_path(lakehouse, partition))
 
     def read(
         self,
@@ -172,12 +142,11 @@ class JsonLinesSource:
     ) -> DataFrame:
         """``files``: read only these of the partition's files (a chunk of it)."""
         path = self.partition_path(lakehouse, partition)
-        folder = Path(path)
-        paths = [Path(f) for f in files] if files is not None else None
+        paths = list(files) if files is not None else None
         if paths is None:
-            paths = _data_files(folder) if folder.is_dir() else []
+            paths = [f.path for f in self.listed(lakehouse, partition)]
         if skip:  # Spark names a local file file:///…, unescaped
-            paths = [f for f in paths if f"file://{f.resolve()}" not in skip]
+            paths = [f for f in paths if spark_uri(f) not in skip]
         if not paths:
             raise SourceMissingError(
                 f"no source files for {partition.isoformat()} under {self.describe(lakehouse)}"
@@ -189,8 +158,14 @@ class JsonLinesSource:
             .option("columnNameOfCorruptRecord", CORRUPT_COLUMN)
         )
         if skip or files is not None:
-            return reader.json([str(f) for f in paths])
+            return reader.json(paths)
         return reader.json(path)
+
+
+def spark_uri(path: str) -> str:
+    """How Spark names the file ``path`` in its errors and ``input_file_name()``: a local
+    one as ``file:///…``, unescaped; a URL as it is."""
+    return path if "://" in path else f"file://{path}"
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,10 @@
 """Where a logical table name lives, and safe identifiers.
 
 Jobs name tables logically, ``"silver.orders"``. A :class:`Lakehouse` turns that into a
-:class:`TableRef`: the Delta table at ``<root>/silver/orders`` on the embedded local
-lakehouse, or the Unity Catalog table ``<catalog>.silver.orders`` on Databricks. Names
-are checked against :data:`IDENTIFIER` and always back-quoted in SQL, so no name is ever
-interpolated into SQL unquoted.
+:class:`TableRef`: the Delta table at ``<root>/silver/orders`` on a path lakehouse (a
+local folder or an object-store URL), or the Unity Catalog table
+``<catalog>.silver.orders`` on Databricks. Names are checked against :data:`IDENTIFIER`
+and always back-quoted in SQL, so no name is ever interpolated into SQL unquoted.
 
 Example::
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from delta.tables import DeltaTable
 from pyspark.errors import AnalysisException
@@ -26,6 +25,7 @@ from pyspark.sql.types import StructType
 
 from framework.core.config import LakehouseConfig
 from framework.core.names import checked_identifier, checked_table_name
+from framework.lake.storage import Storage, absolute, join
 
 # What loading a path without a committed Delta version raises: no folder at all, or a
 # folder whose log holds no commit.
@@ -152,14 +152,16 @@ class Lakehouse:
 
     def __init__(self, config: LakehouseConfig) -> None:
         self.config = config
+        self.storage = Storage(config)
 
     @property
     def is_catalog(self) -> bool:
         return bool(self.config.catalog)
 
     @property
-    def root(self) -> Path:
-        return Path(self.config.root).resolve()
+    def root(self) -> str:
+        """The root as an absolute local path, or its URL (``s3a://bucket/lake``)."""
+        return absolute(self.config.root)
 
     def table(self, logical_name: str) -> TableRef:
         """``"schema.table"`` -> :class:`TableRef`."""
@@ -167,14 +169,13 @@ class Lakehouse:
         if self.is_catalog:
             catalog = checked_identifier(self.config.catalog, "catalog name")
             return TableRef(schema, name, full_name=f"`{catalog}`.`{schema}`.`{name}`")
-        return TableRef(schema, name, path=str(self.root / schema / name))
+        return TableRef(schema, name, path=join(self.root, schema, name))
 
     def framework_table(self, name: str) -> TableRef:
         """A table of the framework's own (ledger, quarantine) in its own schema."""
         return self.table(f"{self.config.framework_schema}.{name}")
 
     def landing_path(self, *parts: str) -> str:
-        """A folder under the landing root (absolute landing roots are used as is)."""
-        landing = Path(self.config.landing)
-        base = landing if landing.is_absolute() else self.root / landing
-        return str(base.joinpath(*parts))
+        """A folder under the landing root (absolute landing roots and URLs are used as
+        is)."""
+        return join(self.root, self.config.landing, *parts)

@@ -30,7 +30,6 @@ import datetime as dt
 import logging
 import os
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import TypeVar
 
 from framework.engine.job import Job
@@ -89,12 +88,13 @@ def _rows(lakehouse: Lakehouse, table: str, sql: str) -> list[dict[str, object]]
         raise NativeUnavailable("a catalog lakehouse is read through Spark")
     path = lakehouse.framework_table(table).path
     assert path is not None  # not a catalog lakehouse
-    if not any(Path(path, "_delta_log").glob("*.json")):
-        return None  # no table yet, or a kill inside its first commit left no commit
     try:
+        if not lakehouse.storage.has_delta_commit(path):
+            return None  # no table yet, or a kill inside its first commit left no commit
         from deltalake import DeltaTable, QueryBuilder
 
-        found = QueryBuilder().register(table, DeltaTable(path)).execute(sql).read_all()
+        delta = DeltaTable(path, storage_options=lakehouse.storage.delta_rs_options())
+        found = QueryBuilder().register(table, delta).execute(sql).read_all()
         columns = {name: found.column(name).to_pylist() for name in found.column_names}
     except Exception as error:  # delta-rs errors have no common base: never guess
         first = (str(error).splitlines() or [""])[0]
