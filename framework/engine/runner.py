@@ -55,6 +55,7 @@ from framework.engine.chunks import chunked_input, process_chunked
 from framework.engine.job import Job
 from framework.engine.unit import complete_from_commit, process_unit
 from framework.lake.commits import CommitResult, find_commits
+from framework.lake.locks import check_commits_arbitrated
 from framework.lake.quarantine import quarantine_table
 from framework.lake.session import driver_alive, jvm_fatal_error
 from framework.lake.tables import Lakehouse, TableRef
@@ -305,6 +306,7 @@ def run_job(
     report = RunReport(job.name, new_run_id(), plan, states=dict(all_states[job.name]))
     if request.dry_run:
         return report
+    check_commits_arbitrated(spark, lakehouse)
     for observer in observers:
         observer.run_started(report)
     with _lease_renewer(spark, ledger, report.run_id, request) as renewer:

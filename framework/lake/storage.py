@@ -24,10 +24,10 @@ Example::
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
 import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit

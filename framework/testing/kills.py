@@ -25,7 +25,7 @@ import logging
 import os
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from pyspark.sql import SparkSession
 
 from framework.core.crashpoints import RENEWAL_POINT, PassedPoint, recording
 from framework.engine.job import Job
+from framework.lake.storage import join
 from framework.testing.children import KILLED, Child, ChildJvm, run_child, start_run
 from framework.testing.compare import Reference, assert_recovered, reference_run, rerun
 from framework.testing.lakes import Lake, job_reference, new_lake
@@ -104,6 +105,8 @@ def crash_test(
     kill_window: tuple[float, float] | None = None,
     job_ref: str = "",
     jvm: ChildJvm | None = None,
+    root: str | None = None,
+    lakehouse: Mapping[str, str | bool] | None = None,
 ) -> CrashTestReport:
     """Kill ``job`` over ``dates`` at every crash point and at random instants; each
     rerun must equal an uninterrupted run. Raises AssertionError naming every case
@@ -125,23 +128,31 @@ def crash_test(
     :param job_ref: how a child finds the job (a registered name or
         ``module:attribute``); by default :func:`job_reference`.
     :param jvm: how a child's JVM starts; by default :meth:`ChildJvm.from_environment`.
+    :param root: lakehouses elsewhere than under ``workdir``: each case's (and the
+        reference's) is ``<root>/<case>``, e.g. under ``s3a://bucket/crash``.
+    :param lakehouse: other ``[lakehouse]`` keys of every case's config, e.g. the
+        ``s3_endpoint`` of that root.
 
     Example::
 
         report = crash_test(spark, CLICKS, landing, [date(2024, 1, 1)], tmp_path)
         report.cases   # after_claim@2024-01-01, after_read@..., ..., random@7.3s, ...
     """
-    workdir, landing = Path(workdir), Path(landing)
+    workdir = Path(workdir)
     job_ref = job_ref or job_reference(job)
     jvm = jvm or ChildJvm.from_environment()
     if seed is None:
         seed = int(os.environ.get("NINELIVES_CRASH_SEED") or random.SystemRandom().randrange(2**32))
     rng = random.Random(seed)
 
-    with recording() as passed:
-        reference = reference_run(
-            spark, new_lake(workdir / "reference", landing, job).config, dates, job
+    def lake_named(name: str) -> Lake:
+        case_root = join(root, name) if root else None
+        return new_lake(
+            workdir / name, landing, job, job_ref=job_ref, root=case_root, lakehouse=lakehouse
         )
+
+    with recording() as passed:
+        reference = reference_run(spark, lake_named("reference").config, dates, job)
     specs = list(points) if points is not None else named_points(passed)
     assert specs or random_kills, f"{job.name} passed no crash point over {list(dates)}"
     log.info(
@@ -153,8 +164,7 @@ def crash_test(
     )
 
     def lake_for(n: int, name: str) -> Lake:
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
-        return new_lake(workdir / f"{n:02d}-{slug}", landing, job, job_ref=job_ref)
+        return lake_named(f"{n:02d}-{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}")
 
     def recovered(name: str, lake: Lake, child: Child, killed: bool) -> CrashCase:
         problems: list[str] = []

@@ -14,8 +14,10 @@ Example::
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -27,6 +29,7 @@ from framework.core.config import Config, load_config
 from framework.engine.job import Job
 from framework.engine.registry import GROUP
 from framework.engine.runner import watermark
+from framework.lake.storage import absolute
 from framework.lake.tables import Lakehouse
 from framework.state.ledger import Ledger, PartitionState
 
@@ -101,7 +104,7 @@ class Lake:
     the children's output, and what a child is told to run (``job_ref``; found from
     ``job`` when empty, :func:`job_reference`)."""
 
-    root: Path
+    root: Path | str
     conf: Path
     logs: Path
     job: Job
@@ -142,13 +145,18 @@ class Lake:
         return Path(str(self.lakehouse.framework_table("ledger").path))
 
 
-def write_conf(path: Path, landing: Path) -> Path:
-    """A child config: absolute landing folder, and a light one-core Spark session set
-    up for tiny data (``TINY_DATA_CONFS``)."""
+def write_conf(
+    path: Path, landing: Path | str, lakehouse: Mapping[str, str | bool] | None = None
+) -> Path:
+    """A child config: absolute landing folder (or URL), the other ``[lakehouse]`` keys
+    given (e.g. ``s3_endpoint``), and a light one-core Spark session set up for tiny
+    data (``TINY_DATA_CONFS``)."""
     tiny = ", ".join(f'"{k}" = "{v}"' for k, v in TINY_DATA_CONFS.items())
+    keys = {"landing": absolute(str(landing)), **(lakehouse or {})}
     path.write_text(
-        f'[lakehouse]\nlanding = "{Path(landing).resolve()}"\n\n'
-        '[spark]\nmaster = "local[1]"\nshuffle_partitions = 1\n'
+        "[lakehouse]\n"
+        + "".join(f"{key} = {json.dumps(value)}\n" for key, value in keys.items())
+        + '\n[spark]\nmaster = "local[1]"\nshuffle_partitions = 1\n'
         f"extra = {{ {tiny} }}\n"
     )
     return path
@@ -156,24 +164,32 @@ def write_conf(path: Path, landing: Path) -> Path:
 
 def new_lake(
     base: Path,
-    landing: Path,
+    landing: Path | str,
     job: Job,
     *,
     template: Path | None = None,
     job_ref: str = "",
+    root: str | None = None,
+    lakehouse: Mapping[str, str | bool] | None = None,
 ) -> Lake:
     """A lakehouse for ``job`` under ``base`` reading ``landing``; a copy of
-    ``template`` if given.
+    ``template`` if given. ``root``: the lakehouse's root elsewhere, e.g. an empty
+    ``s3a://`` prefix (``base`` then holds only the config and the logs);
+    ``lakehouse``: other ``[lakehouse]`` keys of its config, e.g. ``s3_endpoint``.
 
     Copying a Delta table is safe: its log refers to data files by relative path.
     """
     base = Path(base)
     base.mkdir(parents=True, exist_ok=True)
-    root = base / "lakehouse"
-    if template is not None:
-        shutil.copytree(template, root)
-    else:
-        root.mkdir()
+    where: Path | str = root or base / "lakehouse"
+    if isinstance(where, Path):
+        if template is not None:
+            shutil.copytree(template, where)
+        else:
+            where.mkdir()
+    elif template is not None:
+        raise ValueError("a template is copied only to a local lakehouse")
     logs = base / "logs"
     logs.mkdir(exist_ok=True)
-    return Lake(root, write_conf(base / "ninelives.toml", Path(landing)), logs, job, job_ref)
+    conf = write_conf(base / "ninelives.toml", landing, lakehouse)
+    return Lake(where, conf, logs, job, job_ref)
