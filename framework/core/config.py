@@ -112,7 +112,10 @@ class Config:
     """The file this config came from, for error messages."""
 
     def with_lakehouse_root(self, root: str) -> Config:
-        return dataclasses.replace(self, lakehouse=dataclasses.replace(self.lakehouse, root=root))
+        return self.with_lakehouse(root=root)
+
+    def with_lakehouse(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, lakehouse=dataclasses.replace(self.lakehouse, **changes))
 
     def with_spark(self, **changes: Any) -> Config:
         return dataclasses.replace(self, spark=dataclasses.replace(self.spark, **changes))
