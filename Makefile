@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 JARS := .cache/jars
 CDS := .cache/cds/child.jsa
 CRASHFS := .cache/crashfs/ninelives-crashfs.jar
+STORAGE := $(JARS)/ninelives-storage.jar
 ROWS ?= 10000000
 export NINELIVES_JARS_DIR := $(CURDIR)/$(JARS)
 export SPARK_LOCAL_IP := 127.0.0.1
@@ -14,7 +15,7 @@ export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
 
 .PHONY: setup run test crash soak lint lock bench clean java tools
 
-setup: java $(BIN)/.installed $(JARS)/.resolved tools
+setup: java $(BIN)/.installed $(JARS)/.resolved $(STORAGE) tools
 
 # Servers and a browser the ops tests drive for real: a Prometheus Pushgateway and
 # headless Chromium, from Debian. Skipped when present; tests skip with a reason
@@ -66,6 +67,15 @@ $(JARS)/.resolved: conf/delta-jars.pom.xml $(BIN)/.installed
 	  -DexcludeGroupIds=org.scala-lang,org.slf4j,org.apache.logging.log4j \
 	  -DexcludeArtifactIds="$$shipped"
 	@touch $@
+
+# The project's own Delta log store for S3 (framework/lake/jvm), in the jar folder so
+# that every session has it; compiled against pyspark's jars and the resolved ones.
+STORAGE_SOURCES := $(wildcard framework/lake/jvm/ninelives/storage/*.java)
+$(STORAGE): $(STORAGE_SOURCES) $(JARS)/.resolved
+	@rm -rf .cache/storage-classes && mkdir -p .cache/storage-classes
+	javac -nowarn --release 17 -d .cache/storage-classes \
+	  -cp "$(PYSPARK_JARS)/*:$(JARS)/*" $(STORAGE_SOURCES)
+	jar cf $@ -C .cache/storage-classes .
 
 run: setup
 	$(BIN)/ninelives seed --if-absent
