@@ -25,6 +25,13 @@ def test_session_writes_and_reads_delta(spark, config: Config, lakehouse: Path) 
     assert sorted(r.id for r in spark.read.format("delta").load(path).collect()) == [0, 1, 2]
 
 
+def test_the_session_writes_and_reads_avro(spark, tmp_path: Path) -> None:
+    """Spark's Avro source comes from the project's jar folder (spark-avro)."""
+    path = str(tmp_path / "avro")
+    spark.range(3).write.format("avro").save(path)
+    assert sorted(r.id for r in spark.read.format("avro").load(path).collect()) == [0, 1, 2]
+
+
 def test_the_configs_driver_java_options_are_kept_beside_the_quiet_log_switch(spark) -> None:
     """The test session's config gives the driver Java options of its own (``extra``);
     the quiet log switch is added to them, and the running JVM has both."""
