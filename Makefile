@@ -7,6 +7,7 @@ BIN := $(VENV)/bin
 JARS := .cache/jars
 CDS := .cache/cds/child.jsa
 CRASHFS := .cache/crashfs/ninelives-crashfs.jar
+STORAGE := $(JARS)/ninelives-storage.jar
 ROWS ?= 10000000
 export NINELIVES_JARS_DIR := $(CURDIR)/$(JARS)
 export SPARK_LOCAL_IP := 127.0.0.1
@@ -14,7 +15,7 @@ export PYSPARK_PYTHON := $(CURDIR)/$(BIN)/python
 
 .PHONY: setup run test crash soak lint lock bench clean java tools
 
-setup: java $(BIN)/.installed $(JARS)/.resolved tools
+setup: java $(BIN)/.installed $(JARS)/.resolved $(STORAGE) tools
 
 # Servers and a browser the ops tests drive for real: a Prometheus Pushgateway and
 # headless Chromium, from Debian. Skipped when present; tests skip with a reason
@@ -47,17 +48,34 @@ lock: $(BIN)/.installed
 	$(BIN)/uv pip compile -q pyproject.toml --extra dev --extra bench --python-version 3.11 \
 	  --custom-compile-command "make lock" -o conf/constraints.txt
 
-# Delta's JVM half. Spark's Ivy resolver trips over a ~/.m2 that holds a POM without
-# its jar (common on machines that ran Maven before), so Maven itself resolves the jars
-# into a project folder and the session passes them as spark.jars. Without this folder
-# the session falls back to configure_spark_with_delta_pip (plain internet access).
-$(JARS)/.resolved: conf/delta-jars.pom.xml
+# The JVM half pyspark lacks (Delta, S3A, Avro: conf/delta-jars.pom.xml). Spark's Ivy
+# resolver trips over a ~/.m2 that holds a POM without its jar (common on machines that
+# ran Maven before), so Maven itself resolves the jars into a project folder and the
+# session passes them as spark.jars. Without this folder the session falls back to
+# configure_spark_with_delta_pip (plain internet access). A jar whose artifact pyspark
+# already ships (in any version) is left out: pyspark's copy is first on the class path,
+# so a second one is dead weight, and an unshaded hadoop-common beside pyspark's shaded
+# Hadoop client would be worse. The folder is emptied first, so a jar that is no longer
+# wanted does not linger.
+PYSPARK_JARS = $$($(BIN)/python -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')/jars
+$(JARS)/.resolved: conf/delta-jars.pom.xml $(BIN)/.installed
 	@command -v mvn >/dev/null || { echo "ninelives: Maven (mvn) is required by make setup to fetch the Delta jars" >&2; exit 1; }
-	@mkdir -p $(JARS)
+	@mkdir -p $(JARS) && rm -f $(JARS)/*.jar $@
+	shipped=$$(ls "$(PYSPARK_JARS)" | sed -E 's/-[0-9].*$$//' | sort -u | paste -sd, -); \
 	mvn -q -f conf/delta-jars.pom.xml dependency:copy-dependencies \
 	  -DoutputDirectory=$(CURDIR)/$(JARS) -DincludeScope=runtime \
-	  -DexcludeGroupIds=org.scala-lang,org.slf4j,org.apache.logging.log4j,org.apache.hadoop
+	  -DexcludeGroupIds=org.scala-lang,org.slf4j,org.apache.logging.log4j \
+	  -DexcludeArtifactIds="$$shipped"
 	@touch $@
+
+# The project's own Delta log store for S3 (framework/lake/jvm), in the jar folder so
+# that every session has it; compiled against pyspark's jars and the resolved ones.
+STORAGE_SOURCES := $(wildcard framework/lake/jvm/ninelives/storage/*.java)
+$(STORAGE): $(STORAGE_SOURCES) $(JARS)/.resolved
+	@rm -rf .cache/storage-classes && mkdir -p .cache/storage-classes
+	javac -nowarn --release 17 -d .cache/storage-classes \
+	  -cp "$(PYSPARK_JARS)/*:$(JARS)/*" $(STORAGE_SOURCES)
+	jar cf $@ -C .cache/storage-classes .
 
 run: setup
 	$(BIN)/ninelives seed --if-absent

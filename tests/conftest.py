@@ -14,6 +14,7 @@ from framework.core.config import Config, SparkConfig
 from framework.lake.session import DRIVER_JAVA_OPTIONS, local_session_builder
 from framework.testing import TINY_DATA_CONFS
 from tests.helpers import TEST_JAVA_OPTIONS, Webhook
+from tests.s3_emulator import S3Emulator
 
 # Tests talk to nothing but this machine.
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -81,3 +82,24 @@ def webhook() -> Iterator[Webhook]:
     yield hook
     hook.server.shutdown()
     hook.server.server_close()
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Emulator]:
+    """An S3 emulator on 127.0.0.1 for the whole run: ``.bucket(name)`` makes a bucket
+    and gives its ``s3a://`` URL; ``.hadoop_confs`` and ``.env`` point a child process's
+    session or a Python client at it."""
+    emulator = S3Emulator()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def s3_spark(spark: SparkSession, s3: S3Emulator) -> SparkSession:
+    """The test session, its S3A pointed at the emulator (the Delta log store for
+    s3a:// is already the session's, from framework.lake.session). Set on the running
+    session's Hadoop configuration, which Delta copies for every table it opens."""
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+    for key, value in s3.s3a_settings.items():
+        hadoop.set(key, value)
+    return spark

@@ -4,8 +4,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from framework.core.config import Config
-from framework.lake.session import get_or_create_session
+import pytest
+
+from framework.core.config import Config, load_config
+from framework.lake.session import (
+    DRIVER_JAVA_OPTIONS,
+    S3_LOG_STORE,
+    delta_jars,
+    get_or_create_session,
+    local_session_builder,
+)
 from framework.testing import child_env
 from tests.helpers import TEST_JAVA_OPTIONS
 
@@ -17,6 +25,13 @@ def test_session_writes_and_reads_delta(spark, config: Config, lakehouse: Path) 
     assert sorted(r.id for r in spark.read.format("delta").load(path).collect()) == [0, 1, 2]
 
 
+def test_the_session_writes_and_reads_avro(spark, tmp_path: Path) -> None:
+    """Spark's Avro source comes from the project's jar folder (spark-avro)."""
+    path = str(tmp_path / "avro")
+    spark.range(3).write.format("avro").save(path)
+    assert sorted(r.id for r in spark.read.format("avro").load(path).collect()) == [0, 1, 2]
+
+
 def test_the_configs_driver_java_options_are_kept_beside_the_quiet_log_switch(spark) -> None:
     """The test session's config gives the driver Java options of its own (``extra``);
     the quiet log switch is added to them, and the running JVM has both."""
@@ -25,6 +40,41 @@ def test_the_configs_driver_java_options_are_kept_beside_the_quiet_log_switch(sp
     for option in TEST_JAVA_OPTIONS.split():
         assert option in arguments, arguments
     assert any(a.startswith("-Dlog4j2.configurationFile=") for a in arguments), arguments
+
+
+def test_a_users_driver_java_options_in_the_config_survive_into_the_builder(
+    tmp_path: Path,
+) -> None:
+    """``[spark] extra`` with driver Java options of the user's own: the local builder
+    keeps them, after the framework's quiet log switch (so that a log configuration of
+    the user's wins). Read from the builder, no JVM started."""
+    user_options = "-Dninelives.example=1 -Xss4m"
+    conf = tmp_path / "ninelives.toml"
+    conf.write_text(f'[spark]\nextra = {{ "{DRIVER_JAVA_OPTIONS}" = "{user_options}" }}\n')
+    config = load_config(conf)
+    assert config.spark.quiet
+    options = local_session_builder(config.spark)._options[DRIVER_JAVA_OPTIONS]
+    quiet_log, _, rest = options.partition(" ")
+    assert quiet_log.startswith("-Dlog4j2.configurationFile=file:"), options
+    assert quiet_log.endswith("/log4j2.properties"), options
+    assert rest == user_options, options
+
+
+def test_the_s3_log_store_is_a_local_default_that_the_config_can_replace(tmp_path: Path) -> None:
+    """With the project's jar folder, s3a:// and s3:// tables get the project's
+    conditional-PUT log store; a ``[spark] extra`` setting of the user's wins."""
+    config = load_config()
+    if not any(jar.endswith("ninelives-storage.jar") for jar in delta_jars(config.spark)):
+        pytest.skip("no jar folder with the project's log store (make setup builds it)")
+    options = local_session_builder(config.spark)._options
+    assert options["spark.delta.logStore.s3a.impl"] == S3_LOG_STORE
+    assert options["spark.delta.logStore.s3.impl"] == S3_LOG_STORE
+    assert options["spark.hadoop.fs.s3.impl"] == "org.apache.hadoop.fs.s3a.S3AFileSystem"
+    theirs = "io.delta.storage.S3SingleDriverLogStore"
+    conf = tmp_path / "ninelives.toml"
+    conf.write_text(f'[spark]\nextra = {{ "spark.delta.logStore.s3a.impl" = "{theirs}" }}\n')
+    options = local_session_builder(load_config(conf).spark)._options
+    assert options["spark.delta.logStore.s3a.impl"] == theirs
 
 
 def seed_command(lakehouse: Path, *flags: str) -> subprocess.CompletedProcess[str]:

@@ -26,6 +26,7 @@ from filelock import FileLock
 from pyspark.sql import SparkSession
 
 from framework.core.errors import ConfigError
+from framework.lake.session import S3_LOG_STORE
 from framework.lake.storage import scheme
 from framework.lake.tables import Lakehouse, TableRef
 
@@ -33,7 +34,6 @@ _LOCKS: dict[str, FileLock] = {}
 _GUARD = threading.Lock()
 
 
-S3_LOG_STORE = "ninelives.storage.S3ConditionalLogStore"
 # Log stores that commit a version only if no other writer has: S3's conditional PUT,
 # or Delta's DynamoDB table of commits.
 _ARBITRATING = frozenset({S3_LOG_STORE, "io.delta.storage.S3DynamoDBLogStore"})

@@ -43,6 +43,18 @@ LOCAL_CONFS = {
     "spark.sql.session.timeZone": "UTC",
 }
 
+# Delta tables on S3 (s3a://, and s3:// through S3A too, as on a cluster): Delta's default
+# log store for S3 decides "is version N free?" by looking first, which two drivers
+# writing one table can both pass, and one commit is then lost. The project's log store
+# (framework/lake/jvm, in the jar folder) lets S3 decide with a conditional PUT instead.
+# Only where the jar folder is used: the pip fallback has neither it nor S3A.
+S3_LOG_STORE = "ninelives.storage.S3ConditionalLogStore"
+S3_CONFS = {
+    "spark.delta.logStore.s3a.impl": S3_LOG_STORE,
+    "spark.delta.logStore.s3.impl": S3_LOG_STORE,
+    "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+}
+
 
 # The checkout an editable install runs from: a relative jar folder is looked for here
 # too, so that ``ninelives`` works from any working directory.
@@ -72,7 +84,9 @@ def local_session_builder(
         .config("spark.sql.shuffle.partitions", str(spark_config.shuffle_partitions))
         .config("spark.driver.memory", spark_config.driver_memory)
     )
-    confs = {**DELTA_CONFS, **LOCAL_CONFS, **(defaults or {}), **spark_config.extra}
+    jars = delta_jars(spark_config)
+    s3 = S3_CONFS if any(Path(j).name == "ninelives-storage.jar" for j in jars) else {}
+    confs = {**DELTA_CONFS, **LOCAL_CONFS, **s3, **(defaults or {}), **spark_config.extra}
     if spark_config.quiet:
         # Beside the driver's own Java options from the config, not in their place, and
         # before them: a log4j2.configurationFile of the user's own comes last and wins.
@@ -81,7 +95,6 @@ def local_session_builder(
         confs[DRIVER_JAVA_OPTIONS] = f"{quiet_log} {confs.get(DRIVER_JAVA_OPTIONS, '')}".strip()
     for key, value in confs.items():
         builder = builder.config(key, value)
-    jars = delta_jars(spark_config)
     if jars:
         return builder.config("spark.jars", ",".join(jars))
     from delta import configure_spark_with_delta_pip
