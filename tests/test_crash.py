@@ -368,7 +368,7 @@ def killed_inside_first_commit(lake: Lake, crash_at: str) -> Path:
     """Run D1 on ``lake`` (fresh) until the kill inside a table's first commit; return
     that table's folder, which is there and holds no commit."""
     expect_exit(run_child(lake, [D1], crash_at=crash_at), KILLED)
-    table = lake.root / crash_at.partition("@")[2].partition("#")[0]
+    table = Path(lake.root) / crash_at.partition("@")[2].partition("#")[0]
     assert table.is_dir() and not log_versions(table), (crash_at, sorted(files_under(table)))
     return table
 
@@ -399,8 +399,9 @@ def test_a_kill_inside_the_quarantines_first_commit_and_a_table_with_an_empty_lo
     whose log holds no commit is no table: a rerun used to fail DELTA_TABLE_NOT_FOUND)."""
     lake = new_lake(tmp_path / "staged", landing, ORDERS_DAILY)
     quarantine = killed_inside_first_commit(lake, QUARANTINE_FIRST_COMMIT)
-    reproduction = new_lake(tmp_path / "empty-log", landing, ORDERS_DAILY, template=lake.root)
-    emptied = reproduction.root / quarantine.relative_to(lake.root)
+    staged = Path(lake.root)
+    reproduction = new_lake(tmp_path / "empty-log", landing, ORDERS_DAILY, template=staged)
+    emptied = Path(reproduction.root) / quarantine.relative_to(staged)
     shutil.rmtree(emptied)
     (emptied / "_delta_log").mkdir(parents=True)
 
