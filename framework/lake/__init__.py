@@ -1,2 +1,3 @@
-"""Delta Lake and Spark: tables, the session, sources, tagged commits, the write
-strategies, the quarantine and the local commit lock."""
+"""Delta Lake, Spark and storage: tables, listing any location, the session, sources,
+tagged commits, the write strategies, the quarantine, the local commit lock and the
+S3 log store's check (its Java in ``jvm/``)."""
