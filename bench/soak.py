@@ -208,7 +208,7 @@ def soak(spark: SparkSession, args: argparse.Namespace, rng: random.Random, tall
         iteration += 1
         mode = "rerun" if chained else rng.choices(MODES, MODE_WEIGHTS)[0]
         if mode == "fresh":
-            shutil.rmtree(lake.root.parent)
+            shutil.rmtree(Path(lake.root).parent)
             lakes += 1
             lake = new_lake(workdir / "soak" / str(lakes), landing, JOB)
             child = start_run(lake, dates)

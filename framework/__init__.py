@@ -42,7 +42,7 @@ from framework.engine.registry import get_job
 from framework.engine.runner import RunReport, RunRequest, reconcile, run_job
 from framework.lake.session import get_or_create_session
 from framework.lake.sinks import MergeSink, ReplaceSink
-from framework.lake.sources import DeltaSource, JsonLinesSource, Source
+from framework.lake.sources import DeltaSource, FileSource, JsonLinesSource, Source, TableSource
 from framework.lake.tables import Lakehouse
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
     "DeltaSource",
     "Expectation",
     "ExpectationFailedError",
+    "FileSource",
     "Job",
     "JsonLinesSource",
     "Lakehouse",
@@ -65,6 +66,7 @@ __all__ = [
     "SchemaMismatchError",
     "Source",
     "SourceMissingError",
+    "TableSource",
     "UsageError",
     "accepted_values",
     "get_job",

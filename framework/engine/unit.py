@@ -391,8 +391,10 @@ def _rejects(
     malformed: DataFrame | None,
     unreadable: Mapping[str, str],
     tag: CommitTag,
+    malformed_reason: str = MALFORMED_REASON,
 ) -> DataFrame:
-    """The rejects of ``tag``'s partitions as quarantine rows."""
+    """The rejects of ``tag``'s partitions as quarantine rows; ``malformed_reason``: the
+    source's word for a row it could not parse."""
     here = F.col(UNIT_COLUMN).isin([F.lit(p) for p in tag.partitions])
     frames = []
     if staged is not None:
@@ -411,7 +413,7 @@ def _rejects(
             as_quarantine_rows(
                 malformed.where(here),
                 F.col(CORRUPT_COLUMN),
-                F.lit(MALFORMED_REASON),
+                F.lit(malformed_reason),
                 F.col(UNIT_COLUMN),
                 tag,
             )
@@ -619,7 +621,14 @@ def _write(
             write_quarantine(
                 spark,
                 quarantine_table(lakehouse, job.name),
-                _rejects(spark, found.staged, found.malformed, unreadable, qtag),
+                _rejects(
+                    spark,
+                    found.staged,
+                    found.malformed,
+                    unreadable,
+                    qtag,
+                    getattr(job.source, "malformed_reason", MALFORMED_REASON),
+                ),
                 qtag,
                 first=all(previous.get(p) is None and attempts[p] == 1 for p in quarantined),
             )
