@@ -121,15 +121,6 @@ def write_spark(spark: SparkSession, fmt: str, folder: Path) -> None:
     spark_rows(spark, ROWS).coalesce(1).write.format(fmt).mode("overwrite").save(str(folder))
 
 
-def avro_available(spark: SparkSession) -> bool:
-    """Whether Spark finds the avro data source (spark-avro among the session's jars)."""
-    try:
-        spark.read.format("avro").load("/nonexistent/ninelives")
-    except Exception as error:
-        return "DATA_SOURCE_NOT_FOUND" not in str(error)
-    return True
-
-
 # (format, template, how its files are written under the landing root or tmp_path, options)
 def land_parquet(spark, config, tmp_path) -> FileSource:
     """Absolute Hive-style folder, the files' own schema."""
@@ -189,8 +180,6 @@ LANDERS = {
 
 @pytest.mark.parametrize("fmt", list(LANDERS))
 def test_each_format_is_read_at_its_path_layout_and_merged(spark, config, tmp_path, fmt) -> None:
-    if fmt == "avro" and not avro_available(spark):
-        pytest.skip("spark-avro is not among the session's jars")
     source = LANDERS[fmt](spark, config, tmp_path)
     job = orders_job(source, parse_text if fmt == "text" else typed)
     state = run_date(spark, config, job, D)
