@@ -108,3 +108,20 @@ def test_s3_settings_reach_spark_s3fs_and_delta_rs() -> None:
 def test_a_scheme_without_its_package_is_one_line() -> None:
     with pytest.raises(ConfigError, match=r"cannot list nope://x/y: nope:// needs"):
         Storage().files("nope://x/y")
+
+
+def test_a_recursive_glob_skips_scratch_and_hidden_folders_as_spark_does(tmp_path: Path) -> None:
+    for name in (
+        "a/part-0.parquet",
+        "a/_temporary/0/part-9.parquet",
+        "a/.hidden/part-8.parquet",
+        "a/_region=eu/part-1.parquet",
+        "a/x/_SUCCESS",
+    ):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    found = Storage().files(f"{tmp_path}/a/**/*")
+    assert [Path(f.path).relative_to(tmp_path).as_posix() for f in found] == [
+        "a/_region=eu/part-1.parquet",
+        "a/part-0.parquet",
+    ]

@@ -95,9 +95,14 @@ def fingerprint(files: Iterable[InputFile]) -> str:
     return f"files:{digest.hexdigest()}"
 
 
-def is_data_file(path: str) -> bool:
-    """Not hidden (``.``) and not a marker (``_SUCCESS``): what Spark's own listing keeps."""
-    return not posixpath.basename(path.rstrip("/")).startswith((".", "_"))
+def is_data_path(path: str) -> bool:
+    """Whether the file at the relative ``path`` holds data, as Spark's own listing
+    tells: no part of it hidden (``.``) or a marker or scratch folder (``_SUCCESS``,
+    ``_temporary/``); a Hive-style ``_x=1`` folder is data."""
+    return not any(
+        part.startswith(".") or (part.startswith("_") and "=" not in part)
+        for part in path.strip("/").split("/")
+    )
 
 
 class Storage:
@@ -148,16 +153,19 @@ class Storage:
         glob ``location`` matches (``*``, ``?``, ``[...]``, ``**``), in name order; none
         when nothing is there."""
         fs, path = self.filesystem(location)
-        if any(c in path for c in "*?["):
+        glob = next((i for i, c in enumerate(path) if c in "*?["), None)
+        if glob is not None:
             found = fs.glob(path, detail=True)
+            base = path[: path.rfind("/", 0, glob) + 1]  # the folder the pattern starts in
         elif fs.isdir(path):
             found = {e["name"]: e for e in fs.ls(path, detail=True)}
+            base = path.rstrip("/") + "/"
         else:
             return []
         return [
             self._input_file(location, name, entry)
             for name, entry in sorted(found.items())
-            if entry.get("type") == "file" and is_data_file(name)
+            if entry.get("type") == "file" and is_data_path(name.removeprefix(base))
         ]
 
     def _input_file(self, location: str, name: str, entry: dict[str, Any]) -> InputFile:
