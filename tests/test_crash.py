@@ -1,8 +1,8 @@
 """kill -9 anywhere, then rerun: the result equals an uninterrupted run.
 
 Every crashed run here is a real ``ninelives run`` child process (``orders_daily``, and
-the watermark job ``orders_incremental`` at every crash point) in its own process
-group, killed with SIGKILL of the whole group: at a named crash point, at a random
+the watermark job ``orders_incremental``, at a crash point of each state a kill can
+leave) in its own process group, killed with SIGKILL of the whole group: at a named crash point, at a random
 instant, or the moment the filesystem shows a commit in flight. Named points inside
 Delta's own writes (each table's first commit, a checkpoint) are the crash
 kit's file system (:mod:`framework.testing`, ``JVM_POINTS``), which kills the group from
@@ -198,14 +198,17 @@ def test_every_crash_point_of_issue_3_exists() -> None:
 
 JOBS = {ORDERS_DAILY.name: ORDERS_DAILY, ORDERS_INCREMENTAL.name: ORDERS_INCREMENTAL}
 SCENARIO = {ORDERS_DAILY.name: "daily", ORDERS_INCREMENTAL.name: "incremental"}
-# The watermark job at one point of each kind its watermark can tell apart: nothing
-# committed (after_read; after_claim is the same state), the rejects committed and not
-# the target (after_rejects_commit), every write done but the ledger's
-# (after_target_commit; so is before_complete). The partition job, whose points these
-# are, has all of them.
-WATERMARK_POINTS = ("after_read", "after_rejects_commit", "after_target_commit")
+# One point of each state a kill can leave a unit in: nothing committed (after_read;
+# after_claim leaves the same), the rejects committed and not the target
+# (after_rejects_commit), every write done but the ledger's (after_target_commit; so
+# does before_complete). The watermark job at the last two: nothing committed and the
+# rejects committed alike leave its watermark at the crashed window. Every point of
+# POINTS, after_claim and before_complete included, is also killed and recovered by
+# test_crash_your_own_job (crash_test kills a job at each point it passes).
+PARTITION_POINTS = ("after_read", "after_rejects_commit", "after_target_commit")
+WATERMARK_POINTS = ("after_rejects_commit", "after_target_commit")
 POINTS_BY_JOB = [
-    *((point, ORDERS_DAILY.name) for point in POINTS),
+    *((point, ORDERS_DAILY.name) for point in PARTITION_POINTS),
     *((point, ORDERS_INCREMENTAL.name) for point in WATERMARK_POINTS),
 ]
 

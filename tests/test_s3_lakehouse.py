@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from framework.core.config import Config
+from framework.core.config import Config, load_config
 from framework.core.errors import ConfigError
 from framework.lake.locks import check_commits_arbitrated
 from framework.lake.session import S3_LOG_STORE
@@ -30,11 +30,9 @@ from framework.testing import (
     new_lake,
     start_run,
     without_audit,
-    write_conf,
 )
 from jobs.landing import sample_dates
 from jobs.orders_daily import JOB as ORDERS_DAILY
-from tests.conftest import TEST_SPARK
 from tests.helpers import ledger_of, run
 from tests.s3_emulator import ACCESS_KEY, REGION, SECRET_KEY, S3Emulator
 
@@ -67,36 +65,42 @@ def s3_landing(s3: S3Emulator, sample_landing: Path) -> str:
     return url
 
 
-def s3_config(root: str, landing: str, settings: dict[str, str | bool]) -> Config:
-    config = Config(spark=TEST_SPARK).with_lakehouse_root(root)
-    return config.with_lakehouse(landing=landing, **settings)
-
-
-def test_the_orders_job_on_s3_writes_what_it_writes_on_a_local_disk(
+def test_the_orders_job_on_s3_end_to_end_and_a_kill_9_then_rerun_equals_an_uninterrupted_run(
     s3_spark: SparkSession, s3: S3Emulator, s3_landing: str, settings, sample_config, tmp_path
 ) -> None:
+    """crash_test on S3: an uninterrupted run (the reference), and a run killed after the
+    target's commit and before the ledger says so, whose rerun finds that commit by its
+    tag in the S3 log and completes the dates without writing them twice. The reference
+    holds what a run of the same files on a local disk holds; a rerun of it does
+    nothing; ``status`` reads its ledger on S3 without a JVM (delta-rs)."""
     spark = s3_spark
-    on_s3 = s3_config(f"{s3.bucket('lake-e2e')}/lake", s3_landing, settings)
-    report = run(spark, on_s3, ORDERS_DAILY, DATES)
-    assert [(r.partition, r.state) for r in report.results] == [(d, COMPLETE) for d in DATES]
-    assert run(spark, on_s3, ORDERS_DAILY, DATES).results == []  # nothing left to do
+    root = f"{s3.bucket('lake-crash')}/crash"
+    report = crash_test(
+        spark,
+        ORDERS_DAILY,
+        s3_landing,
+        DATES,
+        tmp_path,
+        points=[f"after_target_commit@{D1}"],
+        random_kills=0,
+        root=root,
+        lakehouse=settings,
+    )
+    assert [(c.killed, c.recovered) for c in report.cases] == [(True, True)], report.cases
+    assert str(report.cases[0].lake.root).startswith(f"{root}/01-after_target_commit")
 
     local = run(spark, sample_config, ORDERS_DAILY, DATES)
-    counts = [(r.rows_read, r.rows_written, r.rows_rejected) for r in local.results]
-    assert [(r.rows_read, r.rows_written, r.rows_rejected) for r in report.results] == counts
-    target = Lakehouse(on_s3.lakehouse).table(ORDERS_DAILY.sink.table)
-    assert str(target).startswith("s3a://lake-e2e/lake/")
+    for result in local.results:
+        counts = report.reference.counts[result.partition]
+        assert counts == {name: getattr(result, name) for name in counts}, result.partition
+    local_target = Lakehouse(sample_config.lakehouse).table(ORDERS_DAILY.sink.table)
     assert_same_rows(
-        without_audit(target.read(spark)),
-        without_audit(
-            Lakehouse(sample_config.lakehouse).table(ORDERS_DAILY.sink.table).read(spark)
-        ),
+        without_audit(report.reference.silver), without_audit(local_target.read(spark))
     )
-    assert any(k.startswith("lake/silver/orders/_delta_log/") for k in s3.keys("lake-e2e"))
 
-    # The control plane without a JVM reads the S3 ledger through delta-rs: `status`
-    # names both dates complete and says nothing of falling back to Spark.
-    conf = write_conf(tmp_path / "s3.toml", s3_landing, settings)
+    conf = tmp_path / "reference" / "ninelives.toml"
+    on_s3 = load_config(conf, lakehouse=f"{root}/reference")
+    assert run(spark, on_s3, ORDERS_DAILY, DATES).results == []  # nothing left to do
     dates = ["--from", str(D1), "--to", str(D2)]
     where = ["--lakehouse", on_s3.lakehouse.root, "--conf", str(conf)]
     status = subprocess.run(
@@ -118,27 +122,6 @@ def test_the_orders_job_on_s3_writes_what_it_writes_on_a_local_disk(
     assert status.returncode == 0, status.stderr
     assert "with Spark" not in status.stderr, status.stderr
     assert json.loads(status.stdout)["summary"] == {COMPLETE: 2}, status.stdout
-
-
-def test_a_kill_9_on_s3_then_a_rerun_equals_an_uninterrupted_run(
-    s3_spark: SparkSession, s3: S3Emulator, s3_landing: str, settings, tmp_path
-) -> None:
-    """Killed after the target's commit to S3 and before the ledger says so: the rerun
-    finds that commit by its tag in the S3 log and completes the dates without writing
-    them twice (crash_test compares with an uninterrupted run on S3)."""
-    report = crash_test(
-        s3_spark,
-        ORDERS_DAILY,
-        s3_landing,
-        DATES,
-        tmp_path,
-        points=[f"after_target_commit@{D1}"],
-        random_kills=0,
-        root=f"{s3.bucket('lake-crash')}/crash",
-        lakehouse=settings,
-    )
-    assert [(c.killed, c.recovered) for c in report.cases] == [(True, True)], report.cases
-    assert str(report.cases[0].lake.root).startswith("s3a://lake-crash/crash/")
 
 
 def test_two_runners_on_a_fresh_s3_lakehouse_both_finish_and_no_commit_is_lost(
