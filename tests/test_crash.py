@@ -2,12 +2,12 @@
 
 Every crashed run here is a real ``ninelives run`` child process (``orders_daily``, and
 the watermark job ``orders_incremental``, at a crash point of each state a kill can
-leave) in its own process group, killed with SIGKILL of the whole group: at a named crash point, at a random
-instant, or the moment the filesystem shows a commit in flight. Named points inside
-Delta's own writes (each table's first commit, a checkpoint) are the crash
-kit's file system (:mod:`framework.testing`, ``JVM_POINTS``), which kills the group from
-inside the JVM at that instant. The rerun that follows
-is ``run_job`` in the test's own session (:func:`framework.testing.rerun`): the same
+leave) in its own process group, killed with SIGKILL of the whole group: at a named
+crash point, at a random instant, or the moment the filesystem shows a commit in
+flight. Named points inside Delta's own writes (each table's first commit, a
+checkpoint) are the crash kit's file system (:mod:`framework.testing`, ``JVM_POINTS``),
+which kills the group from inside the JVM at that instant. The rerun that follows is
+``run_job`` in the test's own session (:func:`framework.testing.rerun`): the same
 planning, healing and lease takeover as the command line, minus a JVM start. The
 takeover test reruns on the command line, which is what it is about. "Recovered" is
 :func:`framework.testing.assert_recovered`: ledger complete with counts that add up,
