@@ -25,11 +25,13 @@ from framework.lake.tables import Lakehouse
 from framework.state.ledger import COMPLETE
 from framework.testing import (
     assert_same_rows,
+    child_env,
     crash_test,
     expect_exit,
     new_lake,
     start_run,
     without_audit,
+    write_conf,
 )
 from jobs.landing import sample_dates
 from jobs.orders_daily import JOB as ORDERS_DAILY
@@ -178,3 +180,37 @@ def test_a_run_refuses_an_s3_lakehouse_whose_log_store_can_lose_a_commit(
     finally:
         spark.conf.set(key, S3_LOG_STORE)
     check_commits_arbitrated(spark, Lakehouse(Config().lakehouse))  # local: not S3's concern
+
+
+def test_an_s3_lakehouse_without_credentials_is_one_line_naming_the_cause(
+    s3: S3Emulator, settings, tmp_path
+) -> None:
+    """Neither delta-rs nor S3A finds credentials: the notice that the no-JVM read fell
+    back to Spark, then one line that says the storage refused, and exit 1, not an
+    "internal error" and not a traceback."""
+    conf = write_conf(tmp_path / "s3.toml", f"{s3.bucket('lake-nocreds')}/landing", settings)
+    env = {k: v for k, v in child_env().items() if not k.startswith("AWS_")}
+    status = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "framework.cli",
+            "status",
+            ORDERS_DAILY.name,
+            "--date",
+            str(D1),
+            "--lakehouse",
+            "s3a://lake-nocreds/lake",
+            "--conf",
+            str(conf),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+        check=False,
+    )
+    assert status.returncode == 1, status.stderr
+    last = status.stderr.strip().splitlines()[-1]
+    assert last.startswith("ninelives: cannot reach the storage: AccessDeniedException"), last
+    assert "Credentials" in last and "Traceback" not in status.stderr, status.stderr

@@ -20,7 +20,7 @@ from framework.cli import history, quarantine, reconcile, report, run, status
 from framework.cli.args import Handler, Parser, common_options, config_of
 from framework.core import logs
 from framework.core.errors import NinelivesError
-from framework.core.failures import describe
+from framework.core.failures import describe, storage_unreachable
 
 COMMANDS = (run, status, history, report, quarantine, reconcile)
 
@@ -82,6 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         if os.environ.get("NINELIVES_DEBUG"):
             raise
+        if storage_unreachable(error):
+            print(f"ninelives: cannot reach the storage: {describe(error)}", file=sys.stderr)
+            return 1
         print(
             f"ninelives: internal error: {describe(error)} "
             "(set NINELIVES_DEBUG=1 for the traceback)",

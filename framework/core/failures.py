@@ -165,3 +165,19 @@ def root_cause(error: BaseException, *, locate: bool = False) -> RootCause:
 def describe(error: BaseException) -> str:
     """:func:`root_cause` as one line."""
     return str(root_cause(error))
+
+
+# What a file system client says when the storage cannot be reached or refuses who is
+# asking (S3A, the AWS SDK, boto, the JDK): the set-up's doing, not the framework's.
+_UNREACHABLE = re.compile(
+    r"\b(AccessDeniedException|NoAuthWithAWSException|NoCredentialsError|"
+    r"UnknownHostException|ConnectException|EndpointConnectionError|"
+    r"Unable to load credentials|Unable to locate credentials)\b"
+)
+
+
+def storage_unreachable(error: BaseException) -> bool:
+    """Whether ``error`` is storage that cannot be reached, or refuses these
+    credentials."""
+    cause = root_cause(error)
+    return bool(_UNREACHABLE.search(f"{cause.kind} {cause.message} {cause.cause or ''}"))
