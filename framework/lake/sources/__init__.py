@@ -19,7 +19,7 @@ Example::
     DeltaSource("silver.orders", partition_column="order_date")
 """
 
-from framework.lake.sources.base import CORRUPT_COLUMN, Source, same_file, spark_uri
+from framework.lake.sources.base import CORRUPT_COLUMN, Source, same_file
 from framework.lake.sources.files import FORMATS, FileSource, JsonLinesSource
 from framework.lake.sources.tables import DeltaSource, TableSource
 
@@ -32,5 +32,4 @@ __all__ = [
     "Source",
     "TableSource",
     "same_file",
-    "spark_uri",
 ]

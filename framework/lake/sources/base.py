@@ -62,12 +62,6 @@ class Source(Protocol):
     # back with its raw text in CORRUPT_COLUMN (what "malformed" means for the format).
 
 
-def spark_uri(path: str) -> str:
-    """How Spark names the file ``path`` in its errors and ``input_file_name()``: a local
-    one as ``file:///…``, unescaped; a URL as it is."""
-    return path if "://" in path else f"file://{path}"
-
-
 def same_file(uri: str) -> str:
     """``uri`` in one spelling, to match a listed file with the name a Spark error gives
     it: Spark says ``file:///x`` for a file it reads and ``file:/x`` for one whose footer
