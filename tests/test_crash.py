@@ -198,14 +198,14 @@ def test_every_crash_point_of_issue_3_exists() -> None:
 
 JOBS = {ORDERS_DAILY.name: ORDERS_DAILY, ORDERS_INCREMENTAL.name: ORDERS_INCREMENTAL}
 SCENARIO = {ORDERS_DAILY.name: "daily", ORDERS_INCREMENTAL.name: "incremental"}
-# One point of each state a kill can leave a unit in: nothing committed (after_read;
-# after_claim leaves the same), the rejects committed and not the target
-# (after_rejects_commit), every write done but the ledger's (after_target_commit; so
-# does before_complete). The watermark job at the last two: nothing committed and the
-# rejects committed alike leave its watermark at the crashed window. Every point of
-# POINTS, after_claim and before_complete included, is also killed and recovered by
-# test_crash_your_own_job (crash_test kills a job at each point it passes).
-PARTITION_POINTS = ("after_read", "after_rejects_commit", "after_target_commit")
+# The target not committed yet (after_read; after_claim leaves the same), and every
+# write done but the ledger's (after_target_commit; so does before_complete). The
+# watermark job with its rejects committed and not its target (after_rejects_commit:
+# its watermark stays at the crashed window, as after nothing committed), and at
+# after_target_commit. Every point of POINTS is also killed and recovered by
+# test_crash_your_own_job (crash_test kills a job at each point it passes), and
+# after_rejects_commit of a partition job by test_file_source's kill test too.
+PARTITION_POINTS = ("after_read", "after_target_commit")
 WATERMARK_POINTS = ("after_rejects_commit", "after_target_commit")
 POINTS_BY_JOB = [
     *((point, ORDERS_DAILY.name) for point in PARTITION_POINTS),
