@@ -67,6 +67,16 @@ def s3_landing(s3: S3Emulator, sample_landing: Path) -> str:
     return url
 
 
+def ninelives_status(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``ninelives status`` of orders_daily as a child process (the no-JVM path first)."""
+    command = [sys.executable, "-m", "framework.cli", "status", ORDERS_DAILY.name, *args]
+    return subprocess.run(
+        command, capture_output=True, text=True, env=env, timeout=180, check=False
+    )
+
+
 def test_the_orders_job_on_s3_end_to_end_and_a_kill_9_then_rerun_equals_an_uninterrupted_run(
     s3_spark: SparkSession, s3: S3Emulator, s3_landing: str, settings, sample_config, tmp_path
 ) -> None:
@@ -103,24 +113,10 @@ def test_the_orders_job_on_s3_end_to_end_and_a_kill_9_then_rerun_equals_an_unint
     conf = tmp_path / "reference" / "ninelives.toml"
     on_s3 = load_config(conf, lakehouse=f"{root}/reference")
     assert run(spark, on_s3, ORDERS_DAILY, DATES).results == []  # nothing left to do
-    dates = ["--from", str(D1), "--to", str(D2)]
-    where = ["--lakehouse", on_s3.lakehouse.root, "--conf", str(conf)]
-    status = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "framework.cli",
-            "status",
-            ORDERS_DAILY.name,
-            "--json",
-            *dates,
-            *where,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    status = ninelives_status(
+        "--json", "--from", str(D1), "--to", str(D2),
+        "--lakehouse", on_s3.lakehouse.root, "--conf", str(conf),
+    )  # fmt: skip
     assert status.returncode == 0, status.stderr
     assert "with Spark" not in status.stderr, status.stderr
     assert json.loads(status.stdout)["summary"] == {COMPLETE: 2}, status.stdout
@@ -190,26 +186,10 @@ def test_an_s3_lakehouse_without_credentials_is_one_line_naming_the_cause(
     "internal error" and not a traceback."""
     conf = write_conf(tmp_path / "s3.toml", f"{s3.bucket('lake-nocreds')}/landing", settings)
     env = {k: v for k, v in child_env().items() if not k.startswith("AWS_")}
-    status = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "framework.cli",
-            "status",
-            ORDERS_DAILY.name,
-            "--date",
-            str(D1),
-            "--lakehouse",
-            "s3a://lake-nocreds/lake",
-            "--conf",
-            str(conf),
-        ],
-        capture_output=True,
-        text=True,
+    status = ninelives_status(
+        "--date", str(D1), "--lakehouse", "s3a://lake-nocreds/lake", "--conf", str(conf),
         env=env,
-        timeout=180,
-        check=False,
-    )
+    )  # fmt: skip
     assert status.returncode == 1, status.stderr
     last = status.stderr.strip().splitlines()[-1]
     assert last.startswith("ninelives: cannot reach the storage: AccessDeniedException"), last
