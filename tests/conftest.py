@@ -1,11 +1,20 @@
 """One Delta-enabled Spark session for the whole test run; a fresh lakehouse per test;
-a webhook receiver for the tests that send alerts."""
+a webhook receiver for the tests that send alerts.
+
+Every classic session also serves Spark Connect (Spark's plugin, on 127.0.0.1 and a
+free port). ``pytest --remote sc://...`` runs the tests marked ``connect`` as a client
+of such a server, in a process with no JVM, as on Databricks standard access mode;
+``tests/test_connect.py`` does that in ``make test``. ``pytest --connect`` runs them as
+a client of the server in its own JVM. PySpark picks the flavour of its functions per
+process, so a test process is all classic or all Connect.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 from pyspark.sql import SparkSession
@@ -13,7 +22,7 @@ from pyspark.sql import SparkSession
 from framework.core.config import Config, SparkConfig
 from framework.lake.session import DRIVER_JAVA_OPTIONS, local_session_builder
 from framework.testing import TINY_DATA_CONFS
-from tests.helpers import TEST_JAVA_OPTIONS, Webhook
+from tests.helpers import TEST_JAVA_OPTIONS, Webhook, free_port
 from tests.s3_emulator import S3Emulator
 
 # Tests talk to nothing but this machine.
@@ -27,12 +36,88 @@ TEST_SPARK = SparkConfig(
 )
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--connect",
+        action="store_true",
+        help="run the tests marked 'connect' through Spark Connect, as a client of the "
+        "server in this process's JVM",
+    )
+    parser.addoption(
+        "--remote",
+        metavar="URL",
+        help="run the tests marked 'connect' as a client of this Spark Connect server "
+        "(sc://host:port), with no JVM in this process",
+    )
+
+
+def through_connect(config: pytest.Config) -> bool:
+    return bool(config.getoption("--connect") or config.getoption("--remote"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not through_connect(config):
+        return
+    kept = [item for item in items if item.get_closest_marker("connect")]
+    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+    items[:] = kept
+    for item in kept:
+        classic = item.get_closest_marker("classic")
+        if classic is not None:
+            item.add_marker(pytest.mark.skip(reason=f"classic only: {classic.args[0]}"))
+
+
+def connect_server_confs(port: int) -> dict[str, str]:
+    """Spark's Connect plugin in a session's JVM, serving on 127.0.0.1:``port``."""
+    return {
+        "spark.plugins": "org.apache.spark.sql.connect.SparkConnectPlugin",
+        "spark.connect.grpc.binding.address": "127.0.0.1",
+        "spark.connect.grpc.binding.port": str(port),
+    }
+
+
+# This process's: every pytest-xdist worker has a JVM, and a port, of its own.
+_SERVER_PORT = free_port()
+
+
 @pytest.fixture(scope="session")
-def spark() -> Iterator[SparkSession]:
-    session = local_session_builder(TEST_SPARK).getOrCreate()
-    session.sparkContext.setLogLevel("ERROR")
+def connect_server(spark: SparkSession) -> str:
+    """The Spark Connect server in the classic test session's JVM: its ``sc://`` URL."""
+    return f"sc://127.0.0.1:{_SERVER_PORT}"
+
+
+def _connect_client(remote: str) -> SparkSession:
+    """A Spark Connect session on ``remote``. Set as pyspark's own builder sets them: from
+    now on this process's functions build Connect columns, and the crash tests' children
+    (``SPARK_REMOTE``) connect there too."""
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+    os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
+    os.environ["SPARK_REMOTE"] = remote
+    return cast(SparkSession, ConnectSession.builder.remote(remote).getOrCreate())
+
+
+@pytest.fixture(scope="session")
+def spark(pytestconfig: pytest.Config) -> Iterator[SparkSession]:
+    remote = pytestconfig.getoption("--remote")
+    if remote:
+        session = _connect_client(remote)
+        yield session
+        session.stop()
+        return
+    builder = local_session_builder(TEST_SPARK)
+    for key, value in connect_server_confs(_SERVER_PORT).items():
+        builder = builder.config(key, value)
+    classic = builder.getOrCreate()
+    classic.sparkContext.setLogLevel("ERROR")
+    if not pytestconfig.getoption("--connect"):
+        yield classic
+        classic.stop()
+        return
+    session = _connect_client(f"sc://127.0.0.1:{_SERVER_PORT}")
     yield session
     session.stop()
+    classic.stop()
 
 
 @pytest.fixture

@@ -24,6 +24,9 @@ from framework.state.ledger import COMPLETE, FAILED, PartitionState
 from jobs.orders_daily import JOB as ORDERS
 from tests.helpers import ledger_of, run, run_date
 
+# The core suite: run again through Spark Connect (pytest --connect).
+pytestmark = pytest.mark.connect
+
 D, D2 = dt.date(2024, 1, 15), dt.date(2024, 1, 16)
 
 

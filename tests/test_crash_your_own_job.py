@@ -16,7 +16,6 @@ import json
 from pathlib import Path
 
 import pytest
-from delta.tables import DeltaTable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
@@ -24,6 +23,9 @@ from pyspark.sql.types import StringType, StructField, StructType
 from framework import Job, JsonLinesSource, MergeSink
 from framework.core.crashpoints import POINTS
 from framework.testing import assert_recovered, crash_test, job_reference
+
+# Also through Spark Connect (pytest --connect): the children are Connect clients.
+pytestmark = pytest.mark.connect
 
 CLICK_SCHEMA = StructType(
     [
@@ -92,6 +94,6 @@ def test_a_users_own_job_survives_kill_9_at_every_crash_point_and_random_instant
     # The check can fail: a lakehouse a rerun recovered, with one partition dropped,
     # is not recovered any more.
     lake = report.cases[0].lake
-    DeltaTable.forPath(spark, str(lake.target_path)).delete(F.col("day") == F.lit(DATES[1]))
+    spark.sql(f"DELETE FROM delta.`{lake.target_path}` WHERE day = DATE'{DATES[1]}'")
     with pytest.raises(AssertionError, match=r"missing=8"):
         assert_recovered(spark, lake, report.reference)

@@ -8,6 +8,8 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from framework.cli import main
 from framework.lake.tables import Lakehouse
 from framework.state.ledger import COMPLETE, Ledger, PartitionState
@@ -15,6 +17,8 @@ from framework.testing import assert_same_rows
 from jobs.orders_daily import JOB as ORDERS
 from tests.helpers import delta_version, ledger_of, run, table
 
+# The core suite: run again through Spark Connect (pytest --connect).
+pytestmark = pytest.mark.connect
 DATES = [dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)]
 
 

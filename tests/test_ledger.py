@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from framework.lake.tables import Lakehouse
 from framework.state.ledger import COMPLETE, FAILED, RUNNING, Ledger, PartitionState
 
+# The core suite: run again through Spark Connect (pytest --connect).
+pytestmark = pytest.mark.connect
 D1, D2 = dt.date(2024, 1, 1), dt.date(2024, 1, 2)
 
 

@@ -8,6 +8,7 @@ import shutil
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from pyspark.sql import functions as F
 
 from framework.core.config import Config
@@ -18,6 +19,9 @@ from framework.testing import assert_same_rows, commit_operations
 from jobs.orders_daily import JOB as ORDERS
 from jobs.revenue_daily import JOB as REVENUE
 from tests.helpers import delta_version, job_states, ledger_of, run
+
+# The core suite: run again through Spark Connect (pytest --connect).
+pytestmark = pytest.mark.connect
 
 DATES = [dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)]
 KEY = ("source_id", "order_date", "event_type")

@@ -21,6 +21,9 @@ from framework.lake.tables import Lakehouse
 from framework.testing import assert_same_rows
 from framework.testing.delta_log import log_commits
 
+# The core suite: run again through Spark Connect (pytest --connect).
+pytestmark = pytest.mark.connect
+
 D1, D2 = dt.date(2024, 1, 15), dt.date(2024, 1, 16)
 SCHEMA = StructType(
     [
@@ -76,7 +79,7 @@ def test_unchanged_merge_updates_nothing_and_adds_no_file(spark, config: Config)
     first, _ = write(spark, config, MergeSink("silver.t"), rows, D1, 1)
     assert first.metric("numOutputRows") == 2
     commit, ref = write(spark, config, MergeSink("silver.t"), rows, D1, 2, run_id="again")
-    history = ref.delta(spark).history().orderBy("version").collect()
+    history = ref.history(spark).orderBy("version").collect()
     after_first = [h for h in history if h.version > first.version]
     assert [h.version for h in after_first] == [commit.version]
     assert commit.operation == "MERGE"
@@ -93,7 +96,7 @@ def test_first_write_of_a_partition_is_one_overwrite_then_merges(spark, config) 
     first, ref = write(spark, config, sink, [(D1, "a", 1), (D1, "b", 2)], D1, 2)
     # No file of D1 yet: its rows go in by the partition's replaceWhere, not a MERGE.
     assert (first.operation, first.metric("numOutputRows")) == ("WRITE", 2)
-    params = ref.delta(spark).history(1).first().operationParameters
+    params = ref.history(spark, 1).first().operationParameters
     assert params["mode"] == "Overwrite" and "2024-01-15" in params["predicate"], params
     second, _ = write(spark, config, sink, [(D1, "a", 1), (D1, "b", 3)], D1, 3)
     assert (second.operation, second.metric("numTargetRowsUpdated")) == ("MERGE", 1)
@@ -173,7 +176,7 @@ def test_a_unit_of_many_partitions_is_one_commit_with_each_partitions_counts(
     rows = [(D1, "a", 1), (D1, "c", 4), (D2, "a", 30)]  # D1: b gone, c new; D2: a changed
     second, _ = write_unit(spark, config, sink, rows, 3, {D1: 2, D2: 5}, run_id="r2")
     assert_same_rows(ref.read(spark), prepared(spark, [*rows, (D3, "other", 7)]))
-    assert len(ref.delta(spark).history().collect()) == 3  # D3 (creates it), unit 2, unit 3
+    assert len(ref.history(spark).collect()) == 3  # D3 (creates it), unit 2, unit 3
     if isinstance(sink, ReplaceSink):
         assert second.partition(D1)["rows_written"] == 2
         return

@@ -21,6 +21,9 @@ from framework.testing import assert_same_rows, commit_operations, tagged_commit
 from jobs.orders_daily import JOB as ORDERS
 from tests.helpers import ledger_of, run
 
+# The core suite: run again through Spark Connect (pytest --connect).
+pytestmark = pytest.mark.connect
+
 D1, D2, D3 = DATES = [dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 3)]
 
 

@@ -67,6 +67,10 @@ class SparkConfig:
     """Hide the JVM's start-up notices and Spark's warnings; errors still show.
     ``ninelives --verbose`` (or ``quiet = false``) shows Spark's log as Spark sets it."""
     extra: Mapping[str, str] = field(default_factory=dict)
+    remote: str = ""
+    """A Spark Connect server to run through (``sc://host:15002``) instead of a local
+    session; ``SPARK_REMOTE`` in the environment does the same. The server brings Delta
+    and the storage settings: ``master``, ``extra`` and the jars are not used."""
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import re
 import traceback
 from dataclasses import dataclass
 
-from framework.core.errors import NinelivesError
+from framework.core.errors import NinelivesError, delta_conflicts
 
 # One line of a failure is shown in tables; the ledger keeps this much of it.
 LIMIT = 1000
@@ -112,7 +112,8 @@ def _innermost(lines: list[str]) -> str | None:
 def _python_cause(lines: list[str]) -> str | None:
     """The exception line of a Python traceback (a worker's, inside a Spark error),
     with the innermost frame: ``ZeroDivisionError: ... at jobs/x.py:8, in clean``."""
-    if not any(line.startswith("Traceback (most recent call last)") for line in lines):
+    # At a line's start in a classic error; after the headline through Spark Connect.
+    if not any("Traceback (most recent call last)" in line for line in lines):
         return None
     frames = [m for line in lines if (m := _PY_FRAME.match(line))]
     last = next((line for line in reversed(lines) if line and not line[0].isspace()), "")
@@ -181,3 +182,26 @@ def storage_unreachable(error: BaseException) -> bool:
     credentials."""
     cause = root_cause(error)
     return bool(_UNREACHABLE.search(f"{cause.kind} {cause.message} {cause.cause or ''}"))
+
+
+# The error conditions of Delta's concurrency exceptions: what a Spark Connect client
+# receives, which has no py4j to convert a JVM exception into Delta's Python classes.
+DELTA_CONFLICT_CONDITIONS = (
+    "DELTA_CONCURRENT_APPEND",
+    "DELTA_CONCURRENT_DELETE_DELETE",
+    "DELTA_CONCURRENT_DELETE_READ",
+    "DELTA_CONCURRENT_TRANSACTION",
+    "DELTA_CONCURRENT_WRITE",
+    "DELTA_METADATA_CHANGED",
+    "DELTA_PROTOCOL_CHANGED",
+)
+
+
+def is_delta_conflict(error: BaseException) -> bool:
+    """Whether ``error`` is Delta's optimistic-concurrency failure, on a classic session
+    (one of :func:`~framework.core.errors.delta_conflicts`) or through Spark Connect or
+    an unconverted ``Py4JJavaError`` (by its condition)."""
+    if isinstance(error, delta_conflicts()):
+        return True
+    condition = root_cause(error).condition or ""
+    return condition.split(".")[0] in DELTA_CONFLICT_CONDITIONS

@@ -37,4 +37,10 @@ def quoted(name: str) -> str:
     return f"`{checked_identifier(name, 'column name')}`"
 
 
-__all__ = ["IDENTIFIER", "checked_identifier", "checked_table_name", "quoted"]
+def sql_string(value: str) -> str:
+    """A Spark SQL string literal of ``value``: ``it's`` -> ``'it\\'s'`` (backslashes and
+    quotes escaped, as Spark's parser reads them)."""
+    return "'{}'".format(str(value).replace("\\", "\\\\").replace("'", "\\'"))
+
+
+__all__ = ["IDENTIFIER", "checked_identifier", "checked_table_name", "quoted", "sql_string"]

@@ -45,6 +45,7 @@ from pyspark.sql import functions as F
 from framework.core.crashpoints import crash_point, crash_points
 from framework.core.errors import AccountingError
 from framework.core.keys import KEY_COLUMN, ROW_HASH_COLUMN
+from framework.core.names import quoted
 from framework.engine.job import Job
 from framework.engine.unit import Chunk, Counts, check_counts, process_chunk
 from framework.lake.commits import (
@@ -296,12 +297,12 @@ def drop_duplicates(
             }
         },
     )
-    on = F.col(f"t.{pc}") == F.lit(partition)
-    for c in who:
-        on = on & (F.col(f"t.{c}") == F.col(f"s.{c}"))
+    on = " AND ".join(
+        [f"t.{quoted(pc)} = DATE'{partition}'", *(f"t.{quoted(c)} = s.{quoted(c)}" for c in who)]
+    )
     with write_lock(ref):
         with tagged_commit(spark, tag):
-            ref.delta(spark).alias("t").merge(losers.alias("s"), on).whenMatchedDelete().execute()
+            ref.merge(spark, losers, on, "WHEN MATCHED THEN DELETE")
         commit = committed_by(spark, ref, tag)
     if commit.metric("numTargetRowsDeleted") != n:
         raise AccountingError(

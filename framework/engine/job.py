@@ -73,6 +73,10 @@ class Job:
         the chunks not committed (:mod:`framework.engine.chunks`). Set False when the transform
         needs a partition's rows all at once (a window or an aggregate over the day);
         ``ReplaceSink`` jobs are never chunked.
+    :param cache: cache a unit's parsed input and staged rows, which its count and its
+        write both read. Where the session refuses caching (Databricks serverless), a
+        run goes on without it, asking once per session; ``False`` never asks, and the
+        input is then read twice.
     :param lookback_days: every run also reprocesses the complete partitions of the N
         days before the newest requested date, to pick up late data (idempotent:
         unchanged rows are not rewritten).
@@ -95,6 +99,7 @@ class Job:
     lookback_days: int = 0
     watermark_start: dt.date | None = None
     chunks: bool = True
+    cache: bool = True
 
     def __post_init__(self) -> None:
         if not IDENTIFIER.match(self.name):

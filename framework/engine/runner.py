@@ -48,16 +48,15 @@ from framework.core.errors import (
     PartitionError,
     TargetMissingError,
     UsageError,
-    delta_conflicts,
 )
-from framework.core.failures import describe, root_cause
+from framework.core.failures import describe, is_delta_conflict, root_cause
 from framework.engine.chunks import chunked_input, process_chunked
 from framework.engine.job import Job
 from framework.engine.unit import complete_from_commit, process_unit
 from framework.lake.commits import CommitResult, find_commits
 from framework.lake.locks import check_commits_arbitrated
 from framework.lake.quarantine import quarantine_table
-from framework.lake.session import driver_alive, jvm_fatal_error
+from framework.lake.session import driver_alive, jvm_fatal_error, own_sessions
 from framework.lake.tables import Lakehouse, TableRef
 from framework.state.leases import LeaseRenewer, is_held, this_host
 from framework.state.ledger import COMPLETE, FAILED, RUNNING, Ledger, PartitionState, utcnow
@@ -309,7 +308,10 @@ def run_job(
     check_commits_arbitrated(spark, lakehouse)
     for observer in observers:
         observer.run_started(report)
-    with _lease_renewer(spark, ledger, report.run_id, request) as renewer:
+    with (
+        own_sessions(spark) as new_session,
+        _lease_renewer(new_session(), ledger, report.run_id, request) as renewer,
+    ):
         while True:
             held, stop = _claim_and_process(
                 spark, ledger, lakehouse, job, request, plan, all_states, report, observers, renewer
@@ -334,9 +336,9 @@ def _compact(ledger: Ledger, job: str) -> None:
     partition and no run; it is one warning line, and the next run compacts."""
     try:
         ledger.compact(job)
-    except delta_conflicts():
-        pass  # another writer's commit came first: nothing is wrong
     except Exception as error:
+        if is_delta_conflict(error):
+            return  # another writer's commit came first: nothing is wrong
         log.warning("compacting the ledger failed (%s); the next run retries", describe(error))
 
 
@@ -372,10 +374,11 @@ def plan_request(
 
 
 def _lease_renewer(
-    spark: SparkSession, ledger: Ledger, run_id: str, request: RunRequest
+    session: SparkSession, ledger: Ledger, run_id: str, request: RunRequest
 ) -> LeaseRenewer:
-    """Renews the run's held leases in the background, through a session of its own."""
-    renewal_ledger = Ledger(spark.newSession(), ledger.ref)
+    """Renews the run's held leases in the background, through ``session``: one of its
+    own, which no unit's transaction settings reach."""
+    renewal_ledger = Ledger(session, ledger.ref)
     lease = dt.timedelta(seconds=request.lease_seconds)
 
     def renew(states: Iterable[PartitionState]) -> None:
@@ -425,7 +428,9 @@ def _claim_and_process(
     units = pack(spark, lakehouse, job, free, request)
     try:
         won_units = ledger.claim([{p: claims[p] for p in unit} for unit in units])
-    except delta_conflicts():
+    except Exception as error:
+        if not is_delta_conflict(error):
+            raise
         # Another runner's claim committed between our read and ours (storage that
         # arbitrates commits): plan again from the ledger as it is now.
         fresh = ledger.states(job.name, *job.depends_on)
@@ -504,18 +509,18 @@ def _process_units(
 ) -> tuple[dict[dt.date, PartitionState], bool]:
     """Process the claimed units, ``request.max_parallel`` at a time.
 
-    Returns the final states and whether ``fail_fast`` stopped the run. Transaction ids
-    and commit metadata are session settings, so each worker thread gets a session of
-    its own (``spark.newSession()``: same SparkContext, own SQL settings).
+    Returns the final states and whether ``fail_fast`` stopped the run. A MERGE's
+    transaction id and commit metadata are session settings, so each worker thread gets
+    a session of its own (:func:`~framework.lake.session.own_sessions`).
     """
     sessions = threading.local()
 
-    def work(unit: dict[dt.date, PartitionState]) -> dict[dt.date, PartitionState]:
-        session = spark
-        if request.max_parallel > 1:
-            if not hasattr(sessions, "spark"):
-                sessions.spark = spark.newSession()
-            session = sessions.spark
+    def work(
+        unit: dict[dt.date, PartitionState], new_session: Callable[[], SparkSession]
+    ) -> dict[dt.date, PartitionState]:
+        if not hasattr(sessions, "spark"):
+            sessions.spark = new_session()
+        session = sessions.spark
         crash_points("after_claim", unit)
         finals = _work_unit(
             session,
@@ -542,13 +547,13 @@ def _process_units(
 
     if request.max_parallel == 1:  # in order, and fail_fast stops before the next one
         for unit in units:
-            done = work(unit)
+            done = work(unit, lambda: spark)
             finals.update(done)
             if failed(done) and request.fail_fast:
                 return dict(sorted(finals.items())), True
         return dict(sorted(finals.items())), False
-    with ThreadPoolExecutor(max_workers=request.max_parallel) as pool:
-        pending = [pool.submit(work, unit) for unit in units]
+    with own_sessions(spark) as new_session, ThreadPoolExecutor(request.max_parallel) as pool:
+        pending = [pool.submit(work, unit, new_session) for unit in units]
         for future in as_completed(pending):
             if future.cancelled():
                 continue
@@ -704,14 +709,33 @@ def is_transient(error: BaseException) -> bool:
         return True  # the files were replaced or removed after the listing: list again
     if condition.startswith("FAILED_READ_FILE"):
         return False  # a corrupt or truncated input file reads the same way every time
-    if isinstance(error, (*delta_conflicts(), OSError, TimeoutError, ConnectionError)):
+    if is_delta_conflict(error) or isinstance(error, (OSError, TimeoutError, ConnectionError)):
         return True
-    from py4j.protocol import Py4JNetworkError
-
-    if isinstance(error, Py4JNetworkError):
+    if _lost_connection(error):
         return True
     text = str(error)
     return "java.io.IOException" in text or "java.net." in text
+
+
+# gRPC statuses of a Spark Connect call that the network or a busy server failed; a
+# server-side error (an AnalysisException, a Delta conflict) carries its own condition.
+_UNREACHABLE = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"})
+
+
+def _lost_connection(error: BaseException) -> bool:
+    """A call that never reached the driver or lost it: py4j's network error (classic),
+    or a Spark Connect call whose gRPC status is :data:`_UNREACHABLE`. Told by class
+    name and status, so that neither py4j (absent on a Connect client) nor grpc (absent
+    on a classic one) is imported."""
+    names = {cls.__name__ for cls in type(error).__mro__}
+    if "Py4JNetworkError" in names:
+        return True
+    status = None
+    if "SparkConnectGrpcException" in names:
+        status = error.getGrpcStatusCode()  # type: ignore[attr-defined]
+    elif "RpcError" in names and callable(getattr(error, "code", None)):
+        status = error.code()  # type: ignore[attr-defined]
+    return getattr(status, "name", None) in _UNREACHABLE
 
 
 def _attempt(

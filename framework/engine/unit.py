@@ -60,6 +60,7 @@ from framework.core.keys import KEY_COLUMN, ROW_HASH_COLUMN, key_expr, row_hash_
 from framework.engine.job import Job
 from framework.lake.commits import CommitResult, CommitTag, check_totals
 from framework.lake.quarantine import as_quarantine_rows, quarantine_table, write_quarantine
+from framework.lake.session import caching_allowed
 from framework.lake.sinks import PROCESSED_AT_COLUMN, RUN_ID_COLUMN, write_chunk
 from framework.lake.sources import CORRUPT_COLUMN
 from framework.lake.tables import Lakehouse
@@ -297,7 +298,7 @@ def _stage_and_count(
     skip: frozenset[str],
     cached: list[DataFrame],
     chunk: Chunk | None = None,
-    level: StorageLevel = StorageLevel.MEMORY_AND_DISK,
+    level: StorageLevel | None = StorageLevel.MEMORY_AND_DISK,
 ) -> _Staged:
     """Read (without the files in ``skip``), transform and stage every partition, cached
     in ``cached``; the first Spark job that reads the input is the count. A partition
@@ -318,8 +319,7 @@ def _stage_and_count(
         for partition, raw in raws.items():
             if CORRUPT_COLUMN not in raw.columns:  # an allow_empty job's empty date
                 continue
-            raw = raw.persist(level)
-            cached.append(raw)
+            raw = _persist(raw, level, cached)
             bad.append(
                 raw.where(F.col(CORRUPT_COLUMN).isNotNull()).withColumn(
                     UNIT_COLUMN, F.lit(partition)
@@ -338,8 +338,7 @@ def _stage_and_count(
         outs.append(out.withColumn(UNIT_COLUMN, F.lit(partition)))
     if not outs:
         return _Staged(None, malformed, {}, failed)
-    staged = stage(job, _union(outs)).persist(level)
-    cached.append(staged)
+    staged = _persist(stage(job, _union(outs)), level, cached)
     counts = count(staged, malformed)
     kept = {p: counts.get(p, Counts()) for p in raws if p not in failed}
     return _Staged(staged, malformed, kept, failed)
@@ -351,9 +350,12 @@ def _cache_level(
     job: Job,
     partitions: tuple[dt.date, ...],
     chunk: Chunk | None,
-) -> StorageLevel:
+) -> StorageLevel | None:
     """Memory and disk for a unit of up to :data:`MEMORY_CACHE_BYTES` of input (or of a
-    source that cannot tell its size), disk only above."""
+    source that cannot tell its size), disk only above; None (no cache) for a job that
+    does not cache or a session that refuses it."""
+    if not job.cache or not caching_allowed(spark):
+        return None
     size = getattr(job.source, "size", None)
     if chunk is not None:
         input_bytes = chunk.bytes
@@ -362,6 +364,14 @@ def _cache_level(
     if input_bytes > MEMORY_CACHE_BYTES:
         return StorageLevel.DISK_ONLY
     return StorageLevel.MEMORY_AND_DISK
+
+
+def _persist(df: DataFrame, level: StorageLevel | None, cached: list[DataFrame]) -> DataFrame:
+    """``df`` cached at ``level`` (and listed in ``cached``), or as it is when None."""
+    if level is None:
+        return df
+    cached.append(df.persist(level))
+    return df
 
 
 def _unpersist(cached: list[DataFrame]) -> None:

@@ -169,10 +169,11 @@ WRITE_COUNTS = ("rows_written", "rows_inserted", "rows_updated", "rows_deleted")
 
 @contextmanager
 def tagged_commit(spark: SparkSession, tag: CommitTag) -> Iterator[None]:
-    """Set the session's transaction id and commit metadata for one write.
+    """Set the session's transaction id and commit metadata for one MERGE, which takes
+    no write options (an append or overwrite gets them as options: :func:`tagged_save`).
 
-    These are session settings, so units written in parallel threads each need their
-    own ``spark.newSession()``.
+    These are session settings, so units written in parallel threads each need a
+    session of their own (:func:`~framework.lake.session.own_sessions`).
     """
     confs = {
         TXN_APP_ID_CONF: tag.app_id,
@@ -196,8 +197,7 @@ def find_commits(
     if not ref.exists(spark):
         return []
     rows = (
-        ref.delta(spark)
-        .history(lookback)
+        ref.history(spark, lookback)
         .where(F.col("userMetadata").isNotNull())
         .select("version", "operation", "operationMetrics", "userMetadata")
         .collect()
@@ -254,7 +254,7 @@ def own_commit(spark: SparkSession, ref: TableRef, tag: CommitTag) -> CommitResu
     newest commit that is not ours, take the full search.
     """
     if needs_lock(ref):
-        rows = ref.delta(spark).history(1).collect()
+        rows = ref.history(spark, 1).collect()
         row = rows[0] if rows else None
         metadata = _metadata(row.userMetadata) if row is not None else None
         if metadata is not None:

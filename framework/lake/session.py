@@ -16,13 +16,15 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+import weakref
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 from pyspark.sql import SparkSession
 
 from framework.core.config import Config, SparkConfig
+from framework.core.failures import describe
 from framework.lake.storage import spark_confs
 
 log = logging.getLogger(__name__)
@@ -135,11 +137,15 @@ def submitted_session_builder(
 
 
 def get_or_create_session(config: Config) -> SparkSession:
-    """The active session if there is one (Databricks, notebooks, tests); under
+    """The active session if there is one (Databricks, notebooks, tests); a Spark
+    Connect session where ``[spark] remote`` or ``SPARK_REMOTE`` names a server; under
     spark-submit a session on the submitted master; else a new local Delta session."""
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    remote = config.spark.remote or os.environ.get("SPARK_REMOTE", "")
+    if remote:
+        return SparkSession.builder.remote(remote).getOrCreate()
     storage = spark_confs(config.lakehouse)
     if under_spark_submit():
         return submitted_session_builder(config.spark, storage).getOrCreate()
@@ -150,6 +156,68 @@ def get_or_create_session(config: Config) -> SparkSession:
         spark = builder.getOrCreate()
     _no_traceback_when_the_jvm_dies(spark)
     return spark
+
+
+def is_connect(spark: SparkSession) -> bool:
+    """Whether ``spark`` is a Spark Connect client: no JVM in this process, every call a
+    request to a server (Databricks standard access mode, serverless, Databricks
+    Connect, ``sc://`` remotes)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+@contextmanager
+def own_sessions(spark: SparkSession) -> Iterator[Callable[[], SparkSession]]:
+    """Yields a maker of sessions beside ``spark``, each with SQL settings of its own,
+    for threads that set some (a MERGE's transaction id and commit metadata are session
+    settings). Classic: ``newSession()``, on the same SparkContext. Spark Connect has no
+    ``newSession()``: a clone of ``spark``'s server-side session (``cloneSession()``),
+    released when the block ends."""
+    made: list[SparkSession] = []
+
+    def new() -> SparkSession:
+        if not is_connect(spark):
+            return spark.newSession()
+        clone = spark.cloneSession()  # type: ignore[attr-defined]
+        made.append(clone)
+        return clone
+
+    try:
+        yield new
+    finally:
+        for clone in made:
+            _release(clone)
+
+
+def _release(clone: SparkSession) -> None:
+    """Let the server drop a cloned session and close its channel. Not ``stop()``: under
+    a local Connect server (``remote("local")``) that stops the server too."""
+    client = clone.client
+    try:
+        client.release_session()
+        client.close()
+    except Exception as error:  # best effort: the server drops idle sessions anyway
+        log.debug("could not release a cloned Spark Connect session: %s", error)
+
+
+_CACHING: weakref.WeakKeyDictionary[SparkSession, bool] = weakref.WeakKeyDictionary()
+
+
+def caching_allowed(spark: SparkSession) -> bool:
+    """Whether ``spark`` caches DataFrames, asked once per session by caching one row.
+    Databricks serverless refuses ``persist`` (and says so in one log line here);
+    classic sessions and Spark Connect on a cluster cache."""
+    known = _CACHING.get(spark)
+    if known is None:
+        try:
+            spark.range(1).persist().unpersist()
+            known = True
+        except Exception as error:
+            log.warning(
+                "warning: this session does not cache (%s); running without", describe(error)
+            )
+            known = False
+        _CACHING[spark] = known
+    return known
 
 
 def _no_traceback_when_the_jvm_dies(spark: SparkSession) -> None:

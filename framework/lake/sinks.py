@@ -68,6 +68,11 @@ def _in_unit(column: Column, tag: CommitTag) -> Column:
     return column.isin([F.lit(p) for p in tag.partitions])
 
 
+def _unit_dates(tag: CommitTag) -> str:
+    """The unit's partitions as SQL literals: ``DATE'2024-01-15', DATE'2024-01-16'``."""
+    return ", ".join(f"DATE'{p}'" for p in tag.partitions)
+
+
 def _rows_per_partition(df: DataFrame, partition_column: str, tag: CommitTag) -> dict:
     """``{partition: rows}`` of a unit's new rows: the counts its tag was given (rows
     read less rejected, dropped and duplicate), else one aggregate over ``df``."""
@@ -153,27 +158,21 @@ class MergeSink:
             )
             gone = old.select(pc, key).join(df.select(pc, key), [pc, key], "left_anti")
             source = df.unionByName(gone, allowMissingColumns=True)
-            vanished = F.col(f"s.{row_hash}").isNull()
+            pc_, key_, hash_ = quoted(pc), quoted(key), quoted(row_hash)
             with tagged_commit(spark, tag):
-                builder = (
-                    ref.delta(spark)
-                    .alias("t")
-                    .merge(
-                        source.alias("s"),
-                        # The literal partition predicate keeps the MERGE to the unit's
-                        # files: Delta skips the others, and writers of other partitions
-                        # do not conflict with it.
-                        _in_unit(F.col(f"t.{pc}"), tag)
-                        & (F.col(f"t.{pc}") == F.col(f"s.{pc}"))
-                        & (F.col(f"t.{key}") == F.col(f"s.{key}")),
-                    )
-                    .whenMatchedDelete(condition=vanished)
-                    .whenMatchedUpdateAll(
-                        condition=F.col(f"t.{row_hash}") != F.col(f"s.{row_hash}")
-                    )
-                    .whenNotMatchedInsertAll(condition=~vanished)
+                ref.merge(
+                    spark,
+                    source,
+                    # The literal partition predicate keeps the MERGE to the unit's files:
+                    # Delta skips the others, and writers of other partitions do not
+                    # conflict with it.
+                    f"t.{pc_} IN ({_unit_dates(tag)})"
+                    f" AND t.{pc_} = s.{pc_} AND t.{key_} = s.{key_}",
+                    f"WHEN MATCHED AND s.{hash_} IS NULL THEN DELETE",
+                    f"WHEN MATCHED AND t.{hash_} != s.{hash_} THEN UPDATE SET *",
+                    f"WHEN NOT MATCHED AND s.{hash_} IS NOT NULL THEN INSERT *",
+                    evolve=evolve,
                 )
-                (builder.withSchemaEvolution() if evolve else builder).execute()
             commit = own_commit(spark, ref, tag)
             if commit is not None:
                 return commit
@@ -218,9 +217,8 @@ def replace_partitions(
     ``rows``: each partition's rows in ``df``, for the commit's metadata."""
     if rows is not None:
         tag = tag.with_counts(_written_whole(tag, rows))
-    dates = ", ".join(f"DATE'{p}'" for p in tag.partitions)
     writer = df.write.mode("overwrite").option(
-        "replaceWhere", f"{quoted(partition_column)} IN ({dates})"
+        "replaceWhere", f"{quoted(partition_column)} IN ({_unit_dates(tag)})"
     )
     if evolve:
         writer = writer.option("mergeSchema", "true")

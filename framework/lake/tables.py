@@ -11,20 +11,26 @@ Example::
     lake = Lakehouse(config.lakehouse)
     orders = lake.table("silver.orders")
     orders.read(spark).where("order_date = '2024-01-15'")
+
+Every Delta operation here is Spark SQL (``MERGE INTO``, ``DESCRIBE HISTORY``,
+``OPTIMIZE``, ``CREATE TABLE``) or a DataFrame read or write, never ``DeltaTable``: SQL
+is served by Delta's session extension on a classic session and through Spark Connect
+alike, where ``DeltaTable`` needs a server plugin (Delta Connect) that few servers have.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from delta.tables import DeltaTable
+import delta.exceptions  # noqa: F401  (Delta's JVM errors arrive as its Python classes)
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
 from pyspark.sql.types import StructType
 
 from framework.core.config import LakehouseConfig
-from framework.core.names import checked_identifier, checked_table_name
+from framework.core.names import checked_identifier, checked_table_name, quoted, sql_string
 from framework.lake.storage import Storage, absolute, join
 
 # What loading a path without a committed Delta version raises: no folder at all, or a
@@ -61,17 +67,51 @@ class TableRef:
         if self.path is None:
             return spark.catalog.tableExists(str(self.full_name))
         try:
-            spark.read.format("delta").load(self.path)
+            # .schema: through Spark Connect a plan is only analyzed when asked.
+            spark.read.format("delta").load(self.path).schema  # noqa: B018
         except AnalysisException as error:
             if error.getCondition() in _NO_TABLE:
                 return False
             raise
         return True
 
-    def delta(self, spark: SparkSession) -> DeltaTable:
+    @property
+    def sql_name(self) -> str:
+        """The table in SQL: ``delta.`<path>``` or its back-quoted catalog name."""
         if self.path is not None:
-            return DeltaTable.forPath(spark, self.path)
-        return DeltaTable.forName(spark, str(self.full_name))
+            return "delta.`{}`".format(self.path.replace("`", "``"))
+        return str(self.full_name)
+
+    def history(self, spark: SparkSession, limit: int | None = None) -> DataFrame:
+        """The table's commits, newest first, the last ``limit`` of them if given
+        (``DESCRIBE HISTORY``)."""
+        last = "" if limit is None else f" LIMIT {int(limit)}"
+        return spark.sql(f"DESCRIBE HISTORY {self.sql_name}{last}")
+
+    def merge(
+        self, spark: SparkSession, source: DataFrame, on: str, *clauses: str, evolve: bool = False
+    ) -> None:
+        """``MERGE INTO`` the table (alias ``t``) ``USING source`` (alias ``s``) ``ON on``,
+        with ``clauses`` in SQL (``WHEN MATCHED AND ... THEN DELETE``, ...); ``evolve``
+        adds the source's new columns to the table (``WITH SCHEMA EVOLUTION``).
+
+        ``source`` is seen by the SQL as a temporary view of its session, which must be
+        ``spark``, under a name of its own, dropped afterwards.
+        """
+        view = f"ninelives_merge_{uuid.uuid4().hex}"
+        source.createOrReplaceTempView(view)
+        evolution = "WITH SCHEMA EVOLUTION " if evolve else ""
+        try:
+            spark.sql(
+                f"MERGE {evolution}INTO {self.sql_name} AS t USING `{view}` AS s ON {on} "
+                + " ".join(clauses)
+            )
+        finally:
+            spark.catalog.dropTempView(view)
+
+    def optimize(self, spark: SparkSession, where: str) -> None:
+        """Compact the files of the partitions ``where`` selects (``OPTIMIZE``)."""
+        spark.sql(f"OPTIMIZE {self.sql_name} WHERE {where}")
 
     def read(self, spark: SparkSession) -> DataFrame:
         if self.path is not None:
@@ -91,9 +131,9 @@ class TableRef:
         For a table that must exist before its first write (the ledger that a MERGE
         claims into); :meth:`save` creates a table with its first rows instead. Call it
         when :meth:`exists` is false, under the table's write lock. A path table is made
-        by an empty append, which, unlike ``DeltaTable.createIfNotExists``
-        (``DELTA_TABLE_NOT_FOUND``), also succeeds on a folder that a kill left without a
-        commit. A catalog table is created by the catalog in one step.
+        by an empty append, which, unlike ``CREATE TABLE`` (``DELTA_TABLE_NOT_FOUND``),
+        also succeeds on a folder that a kill left without a commit. A catalog table is
+        created by the catalog in one step (``CREATE TABLE IF NOT EXISTS``).
 
         Example::
 
@@ -109,13 +149,18 @@ class TableRef:
                 properties=properties,
             )
             return
-        builder = DeltaTable.createIfNotExists(spark).tableName(str(self.full_name))
-        builder = builder.addColumns(schema)
-        if partition_by is not None:
-            builder = builder.partitionedBy(partition_by)
-        for key, value in (properties or {}).items():
-            builder = builder.property(key, value)
-        builder.execute()
+        columns = ", ".join(
+            f"{quoted(f.name)} {f.dataType.simpleString()}{'' if f.nullable else ' NOT NULL'}"
+            for f in schema.fields
+        )
+        partitioned = f" PARTITIONED BY ({quoted(partition_by)})" if partition_by else ""
+        tblproperties = ", ".join(
+            f"{sql_string(k)} = {sql_string(v)}" for k, v in (properties or {}).items()
+        )
+        spark.sql(
+            f"CREATE TABLE IF NOT EXISTS {self.full_name} ({columns}) USING delta{partitioned}"
+            + (f" TBLPROPERTIES ({tblproperties})" if tblproperties else "")
+        )
 
     def save(
         self,

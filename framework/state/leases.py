@@ -89,8 +89,8 @@ class LeaseRenewer:
     """Renews leases in a background thread while partitions are processed.
 
     ``renew`` is called with the states still held every ``interval`` seconds; it must
-    use its own SparkSession (``spark.newSession()``) because the main session carries
-    per-commit transaction settings while it writes.
+    use a SparkSession of its own (:func:`~framework.lake.session.own_sessions`) because
+    the main session carries a MERGE's transaction settings while it writes.
     """
 
     def __init__(

@@ -49,6 +49,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from framework.core.names import quoted, sql_string
 from framework.lake.locks import needs_lock, write_lock
 from framework.lake.tables import TableRef
 
@@ -243,8 +244,7 @@ class Ledger:
         if len(files) < COMPACT_AT_FILES:
             return False
         with write_lock(self.ref):
-            where = "job = '{}'".format(job.replace("\\", "\\\\").replace("'", "\\'"))
-            self.ref.delta(self.spark).optimize().where(where).executeCompaction()
+            self.ref.optimize(self.spark, f"`job` = {sql_string(job)}")
         return True
 
     def claim(
@@ -327,37 +327,25 @@ class Ledger:
         source = self.spark.createDataFrame(
             [tuple(r[name] for name in schema.fieldNames()) for r in rows], schema
         )
-        c = F.col
         newer = (
-            c("c._seen_attempt").isNull()
-            | (c("l.attempt") > c("c._seen_attempt"))
-            | ((c("l.attempt") == c("c._seen_attempt")) & (c("l.seq") > c("c._seen_seq")))
-            | (
-                (c("l.attempt") == c("c._seen_attempt"))
-                & (c("l.seq") == c("c._seen_seq"))
-                & (c("l.recorded_at") > c("c._seen_at"))
-            )
+            "s._seen_attempt IS NULL OR t.attempt > s._seen_attempt"
+            " OR (t.attempt = s._seen_attempt AND t.seq > s._seen_seq)"
+            " OR (t.attempt = s._seen_attempt AND t.seq = s._seen_seq"
+            " AND t.recorded_at > s._seen_at)"
         )
         on = (
-            (c("l.job") == F.lit(job))
-            & (c("l.job") == c("c.job"))
-            & (c("l.partition") == c("c.partition"))
-            & newer
+            f"t.job = {sql_string(job)} AND t.job = s.job"
+            f" AND t.`partition` = s.`partition` AND ({newer})"
         )
         present = set(self.frame().columns)  # a claim sets none of the newer columns
+        columns = [quoted(name) for name in LEDGER_SCHEMA.fieldNames() if name in present]
         with write_lock(self.ref):
-            (
-                self.ref.delta(self.spark)
-                .alias("l")
-                .merge(source.alias("c"), on)
-                .whenNotMatchedInsert(
-                    values={
-                        name: c(f"c.{name}")
-                        for name in LEDGER_SCHEMA.fieldNames()
-                        if name in present
-                    }
-                )
-                .execute()
+            self.ref.merge(
+                self.spark,
+                source,
+                on,
+                f"WHEN NOT MATCHED THEN INSERT ({', '.join(columns)})"
+                f" VALUES ({', '.join(f's.{name}' for name in columns)})",
             )
         newest = self.states(job)[job]
         return [
