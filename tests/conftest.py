@@ -1,9 +1,10 @@
 """One Delta-enabled Spark session for the whole test run; a fresh lakehouse per test;
 a webhook receiver for the tests that send alerts.
 
-Every classic session also serves Spark Connect (Spark's plugin, on 127.0.0.1 and a
-free port). ``pytest --remote sc://...`` runs the tests marked ``connect`` as a client
-of such a server, in a process with no JVM, as on Databricks standard access mode;
+A classic test session also serves Spark Connect once a test asks for it (Spark's own
+server, in its JVM, on 127.0.0.1 and a free port). ``pytest --remote sc://...`` runs
+the tests marked ``connect`` as a client of such a server, in a process with no JVM, as
+on Databricks standard access mode;
 ``tests/test_connect.py`` does that in ``make test``. ``pytest --connect`` runs them as
 a client of the server in its own JVM. PySpark picks the flavour of its functions per
 process, so a test process is all classic or all Connect.
@@ -68,9 +69,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def connect_server_confs(port: int) -> dict[str, str]:
-    """Spark's Connect plugin in a session's JVM, serving on 127.0.0.1:``port``."""
+    """Where a session's Spark Connect server listens, once started: 127.0.0.1:``port``."""
     return {
-        "spark.plugins": "org.apache.spark.sql.connect.SparkConnectPlugin",
         "spark.connect.grpc.binding.address": "127.0.0.1",
         "spark.connect.grpc.binding.port": str(port),
     }
@@ -80,10 +80,20 @@ def connect_server_confs(port: int) -> dict[str, str]:
 _SERVER_PORT = free_port()
 
 
+def start_connect_server(classic: SparkSession) -> str:
+    """Start Spark Connect's server in ``classic``'s JVM, as Spark's Connect plugin does
+    at a session's start, but only once a test needs it (a server that no test uses
+    would cost the other tests its event listener); its ``sc://`` URL."""
+    jvm = classic.sparkContext._jvm
+    service = jvm.org.apache.spark.sql.connect.service.SparkConnectService
+    service.start(classic.sparkContext._jsc.sc())
+    return f"sc://127.0.0.1:{_SERVER_PORT}"  # set at the session's start
+
+
 @pytest.fixture(scope="session")
 def connect_server(spark: SparkSession) -> str:
     """The Spark Connect server in the classic test session's JVM: its ``sc://`` URL."""
-    return f"sc://127.0.0.1:{_SERVER_PORT}"
+    return start_connect_server(spark)
 
 
 def _connect_client(remote: str) -> SparkSession:
@@ -114,7 +124,7 @@ def spark(pytestconfig: pytest.Config) -> Iterator[SparkSession]:
         yield classic
         classic.stop()
         return
-    session = _connect_client(f"sc://127.0.0.1:{_SERVER_PORT}")
+    session = _connect_client(start_connect_server(classic))
     yield session
     session.stop()
     classic.stop()
