@@ -35,12 +35,13 @@ from pyspark.sql import functions as F
 from framework.core.config import Config
 from framework.core.errors import SourceMissingError
 from framework.core.failures import describe, root_cause
+from framework.engine.runner import is_transient
 from framework.lake.sinks import MergeSink
 from framework.lake.tables import Lakehouse
 from framework.state.ledger import COMPLETE, FAILED
 from framework.testing import child_env
 from jobs.orders_daily import JOB as ORDERS
-from tests.helpers import commit_unknown_reader_feature, job_states, ledger_of, run
+from tests.helpers import commit_unknown_reader_feature, free_port, job_states, ledger_of, run
 
 
 def failure(action) -> BaseException:
@@ -459,3 +460,31 @@ def test_py4j_meeting_a_dead_jvm_prints_no_traceback_from_the_cli() -> None:
 
     assert "ERROR:root:Exception while sending command." in stderr("as-is")  # py4j does
     assert stderr("quiet") == ""
+
+
+def test_a_spark_connect_call_the_network_failed_is_retried_a_server_error_is_not() -> None:
+    """A real Spark Connect client calling a port where no server listens (its own
+    retries off): gRPC UNAVAILABLE, retried like an I/O error. A Delta conflict told only
+    by its condition (what a Connect client receives) is retried; an analysis error of
+    the server is not."""
+    from grpc import StatusCode
+    from pyspark.errors.exceptions.connect import AnalysisException, SparkConnectGrpcException
+    from pyspark.sql.connect.client import SparkConnectClient
+
+    client = SparkConnectClient(f"sc://127.0.0.1:{free_port()}", retry_policy={"max_retries": 0})
+    with pytest.raises(SparkConnectGrpcException) as unreachable:
+        client.get_configs("spark.app.name")
+    assert unreachable.value.getGrpcStatusCode() == StatusCode.UNAVAILABLE
+    assert is_transient(unreachable.value)
+    conflict = SparkConnectGrpcException(
+        "[DELTA_CONCURRENT_APPEND.WITHOUT_HINT] Files were added to the root of the table",
+        errorClass="DELTA_CONCURRENT_APPEND.WITHOUT_HINT",
+        grpc_status_code=StatusCode.INTERNAL,
+    )
+    assert is_transient(conflict)
+    missing = AnalysisException(
+        "[TABLE_OR_VIEW_NOT_FOUND] The table or view `x` cannot be found.",
+        errorClass="TABLE_OR_VIEW_NOT_FOUND",
+        grpc_status_code=StatusCode.INTERNAL,
+    )
+    assert not is_transient(missing)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import shutil
@@ -74,8 +75,13 @@ def silver(spark, config: Config):
     return Lakehouse(config.lakehouse).table("silver.orders").read(spark)
 
 
-def test_orders_daily_writes_each_event_once_latest_delivery_wins(spark, sample_config) -> None:
-    report = run(spark, sample_config, ORDERS, DATES)
+@pytest.mark.parametrize("cache", [True, False], ids=["cached", "uncached"])
+def test_orders_daily_writes_each_event_once_latest_delivery_wins(
+    spark, sample_config, cache: bool
+) -> None:
+    """Uncached too: ``Job(cache=False)``, as on compute that refuses ``persist``, reads
+    its input once for the counts and again for the write, with the same result."""
+    report = run(spark, sample_config, dataclasses.replace(ORDERS, cache=cache), DATES)
     assert report.exit_code == 0
     rows, malformed, duplicates = expected_orders(sample_config, DATES)
     columns = ["source_id", "order_date", "event_type", "customer_id", "amount", "currency"]
