@@ -488,3 +488,22 @@ def test_a_spark_connect_call_the_network_failed_is_retried_a_server_error_is_no
         grpc_status_code=StatusCode.INTERNAL,
     )
     assert not is_transient(missing)
+
+
+def test_a_spark_connect_server_that_does_not_answer_is_one_line_and_exit_1(tmp_path) -> None:
+    """``SPARK_REMOTE`` naming a port where no server listens: one line within seconds,
+    not ten minutes of the client's retries and a traceback."""
+    remote = f"sc://127.0.0.1:{free_port()}"
+    argv = ["run", "orders_daily", "--date", "2024-01-01", "--lakehouse", str(tmp_path)]
+    child = subprocess.run(
+        [sys.executable, "-m", "framework.cli", *argv],
+        env={**child_env(), "SPARK_REMOTE": remote},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert child.returncode == 1, child.stderr
+    [line] = child.stderr.strip().splitlines()
+    assert line.startswith(f"ninelives: cannot reach the Spark Connect server {remote} "), line
+    assert "UNAVAILABLE" in line, line

@@ -30,6 +30,11 @@ class InvalidNameError(UsageError):
     """A table or column name contains characters that are not allowed."""
 
 
+class ServerUnreachableError(NinelivesError):
+    """The Spark Connect server a run is to go through (``[spark] remote``,
+    ``SPARK_REMOTE``) does not answer."""
+
+
 class PartitionError(NinelivesError):
     """Processing one partition failed; the ledger records it as ``failed``."""
 

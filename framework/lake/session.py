@@ -16,6 +16,7 @@ import os
 import re
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from framework.core.config import Config, SparkConfig
+from framework.core.errors import ServerUnreachableError
 from framework.core.failures import describe
 from framework.lake.storage import spark_confs
 
@@ -145,7 +147,7 @@ def get_or_create_session(config: Config) -> SparkSession:
         return active
     remote = config.spark.remote or os.environ.get("SPARK_REMOTE", "")
     if remote:
-        return SparkSession.builder.remote(remote).getOrCreate()
+        return remote_session(remote)
     storage = spark_confs(config.lakehouse)
     if under_spark_submit():
         return submitted_session_builder(config.spark, storage).getOrCreate()
@@ -218,6 +220,50 @@ def caching_allowed(spark: SparkSession) -> bool:
             known = False
         _CACHING[spark] = known
     return known
+
+
+# A few quick retries (about 3 s in all) while a Spark Connect session is asked whether
+# its server answers; the client's own (up to 10 minutes) serve the run once it has.
+FIRST_CALL_RETRIES = 4
+
+
+def remote_session(remote: str) -> SparkSession:
+    """A Spark Connect session on ``remote`` (``sc://host:port``), whose server has
+    answered: a server that is down or unknown is :class:`ServerUnreachableError` within
+    seconds, not after the client's ten minutes of retries."""
+    from pyspark.sql.connect.client.retries import DefaultPolicy
+
+    spark = SparkSession.builder.remote(remote).getOrCreate()
+    client = spark.client
+    policies = client.get_retry_policies()
+    client.set_retry_policies([DefaultPolicy(max_retries=FIRST_CALL_RETRIES)])
+    # The client warns RETRIES_EXCEEDED beside its error, and again as it cannot release
+    # the session: the error says it all.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            spark.version  # noqa: B018  (one request to the server)
+        except Exception as error:
+            spark.stop()
+            raise ServerUnreachableError(
+                f"cannot reach the Spark Connect server {remote} ([spark] remote or SPARK_REMOTE):"
+                f" {_grpc_status(error) or describe(error)}"
+            ) from None
+        finally:
+            client.set_retry_policies(policies)
+    return spark
+
+
+_GRPC_DETAILS = re.compile(r'details = "([^"]*)"')
+
+
+def _grpc_status(error: BaseException) -> str | None:
+    """``UNAVAILABLE: failed to connect to all addresses; ...`` of a gRPC error's text."""
+    code = getattr(error, "getGrpcStatusCode", lambda: None)()
+    details = _GRPC_DETAILS.search(str(error))
+    if code is None or details is None:
+        return None
+    return f"{code.name}: {details.group(1)}"
 
 
 def _no_traceback_when_the_jvm_dies(spark: SparkSession) -> None:
