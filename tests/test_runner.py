@@ -79,8 +79,9 @@ def silver(spark, config: Config):
 def test_orders_daily_writes_each_event_once_latest_delivery_wins(
     spark, sample_config, cache: bool
 ) -> None:
-    """Uncached too: ``Job(cache=False)``, as on compute that refuses ``persist``, reads
-    its input once for the counts and again for the write, with the same result."""
+    """Uncached too: ``Job(cache=False)``, as on compute that refuses ``persist``, stages
+    its rows twice, once for the counts and again for the write, with the same result
+    (its parsed JSON input stays cached: malformed rows are told apart once)."""
     report = run(spark, sample_config, dataclasses.replace(ORDERS, cache=cache), DATES)
     assert report.exit_code == 0
     rows, malformed, duplicates = expected_orders(sample_config, DATES)

@@ -73,10 +73,12 @@ class Job:
         the chunks not committed (:mod:`framework.engine.chunks`). Set False when the transform
         needs a partition's rows all at once (a window or an aggregate over the day);
         ``ReplaceSink`` jobs are never chunked.
-    :param cache: cache a unit's parsed input and staged rows, which its count and its
-        write both read. Where the session refuses caching (Databricks serverless), a
-        run goes on without it, asking once per session; ``False`` never asks, and the
-        input is then read twice.
+    :param cache: cache a unit's staged rows, which its count and its write both read.
+        Where the session refuses caching (Databricks serverless), a run goes on without
+        it, asking once per session; ``False`` never asks, and the input is then read
+        twice. A source with malformed rows to tell apart (JSON, CSV) is cached all the
+        same, as it must be read once to be counted right (on serverless such a date
+        fails, naming the refusal).
     :param lookback_days: every run also reprocesses the complete partitions of the N
         days before the newest requested date, to pick up late data (idempotent:
         unchanged rows are not rewritten).

@@ -315,13 +315,19 @@ def _stage_and_count(
         # Spark refuses queries on raw JSON that touch only the corrupt-record column,
         # and both halves are used twice: cache each date's parsed input once. (One
         # cache of them all would be scanned whole once per date: dates x files tasks.)
+        # Cached whatever the job says: Spark tells a row malformed from the columns a
+        # query reads, so two queries of uncached input (good rows, bad rows) can each
+        # leave out a row whose bad value only the other reads. A session that refuses
+        # caching fails the date here, naming why, rather than lose that row.
         bad = []
         for partition, raw in raws.items():
             if CORRUPT_COLUMN not in raw.columns:  # an allow_empty job's empty date
                 continue
-            raw = _persist(raw, level, cached)
+            raw = _persist(raw, level or StorageLevel.MEMORY_AND_DISK, cached)
             bad.append(
-                raw.where(_is_malformed(raw, level)).withColumn(UNIT_COLUMN, F.lit(partition))
+                raw.where(F.col(CORRUPT_COLUMN).isNotNull()).withColumn(
+                    UNIT_COLUMN, F.lit(partition)
+                )
             )
             raws[partition] = raw.where(F.col(CORRUPT_COLUMN).isNull()).drop(CORRUPT_COLUMN)
         malformed = _union(bad)
@@ -340,18 +346,6 @@ def _stage_and_count(
     counts = count(staged, malformed)
     kept = {p: counts.get(p, Counts()) for p in raws if p not in failed}
     return _Staged(staged, malformed, kept, failed)
-
-
-def _is_malformed(raw: DataFrame, level: StorageLevel | None) -> Column:
-    """The filter of a source's malformed rows. Uncached, Spark refuses to scan raw JSON
-    or CSV for the corrupt-record column alone (``QUERY_ONLY_CORRUPT_RECORD_COLUMN``), so
-    the filter reads one parsed column too, in a condition that cannot change it (a row
-    whose record is not NULL has a non-NULL coalesce) and that Spark does not fold away."""
-    corrupt = F.col(CORRUPT_COLUMN)
-    other = next((c for c in raw.columns if c != CORRUPT_COLUMN), None)
-    if level is not None or other is None:
-        return corrupt.isNotNull()
-    return corrupt.isNotNull() & F.coalesce(corrupt, raw[other].cast("string")).isNotNull()
 
 
 def _cache_level(
