@@ -1,7 +1,7 @@
 """The core suite again, through Spark Connect, as Databricks standard access mode,
 serverless and Databricks Connect run it: each module is a child pytest with no JVM of
-its own (``pytest --remote``), a Connect client of this session's JVM, whose Connect
-plugin serves on 127.0.0.1 (tests/conftest.py). Its crash test's children are Connect
+its own (``pytest --remote``), a Connect client of this session's JVM, where Spark's
+Connect server is started on 127.0.0.1 (tests/conftest.py). Its crash test's children are Connect
 clients too, killed with SIGKILL while the server lives on.
 
 Each module is a case of its own, so that pytest-xdist spreads them over the workers;
